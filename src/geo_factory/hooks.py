@@ -1,0 +1,224 @@
+"""All patching of LLaMA-Factory lives here.
+
+LLaMA-Factory has no plugin discovery, so geo-factory bootstraps itself: ``geo_factory.pth`` in
+site-packages calls :func:`install` at interpreter start (in every process, torchrun workers
+included). That only puts a post-import finder on ``sys.meta_path``; nothing is patched and
+nothing heavy is imported until the LLaMA-Factory module concerned is imported. Then the
+module is patched right after it executes, before any ``from ... import`` binds its names.
+
+Symbols touched, and why (the whole list):
+
+``llamafactory`` (import)
+    Version guard: the installed version must lie in :data:`SUPPORTED`, else nothing is patched.
+``llamafactory.launcher.launch`` / ``USAGE``
+    Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to the GeoBench evaluator.
+``llamafactory.hparams.parser._parse_train_args``
+    Parse the TSPT and in-training GeoBench argument dataclasses alongside LLaMA-Factory's own
+    (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names before any work.
+``llamafactory.data.parser.get_dataset_list``
+    Resolve dataset names against the user's ``dataset_info.json`` merged over geo-factory's.
+``llamafactory.train.pt.workflow.get_dataset``
+    Build a TSPT stage's token-share mixture instead of LLaMA-Factory's example-level merge.
+``llamafactory.train.tuner.run_pt`` / ``run_sft``
+    Run the TSPT stages, and attach the in-training GeoBench callback.
+
+Set ``GEO_FACTORY_DISABLE=1`` to turn all of it off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this module is imported at every interpreter start
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
+
+
+SUPPORTED = ("0.9.5", "0.9.6")  # tested range of llamafactory: >= first, < second
+_FALSY = ("", "0", "false", "no", "off")
+
+
+def is_disabled() -> bool:
+    return os.environ.get("GEO_FACTORY_DISABLE", "").strip().lower() not in _FALSY
+
+
+def version_problem(installed: str) -> str | None:
+    """Why ``installed`` llamafactory cannot be patched, or None when it is in the tested range."""
+    from packaging.version import InvalidVersion, Version
+
+    low, high = SUPPORTED
+    try:
+        ok = Version(low) <= Version(installed) < Version(high)
+    except InvalidVersion:
+        ok = False
+    if ok:
+        return None
+    return (
+        f"geo-factory supports llamafactory>={low},<{high}, but llamafactory {installed} is installed; "
+        "its geoscience datasets, `stage: tspt` and `llamafactory-cli eval` are NOT active. "
+        f"Fix: pip install 'llamafactory>={low},<{high}'. To try this version anyway, set "
+        "GEO_FACTORY_ALLOW_UNTESTED=1; to silence this, set GEO_FACTORY_DISABLE=1."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The patches, one function per LLaMA-Factory module.
+
+
+def _patch_launcher(launcher: ModuleType) -> None:
+    launch = launcher.launch
+
+    def geo_launch() -> None:
+        if len(sys.argv) > 1 and sys.argv[1] == "eval":
+            sys.argv.pop(1)
+            from .geobench import run_eval
+
+            run_eval()
+        else:
+            launch()
+
+    launcher.launch = geo_launch
+    line = "|   llamafactory-cli train -h: train models                          |\n"
+    launcher.USAGE = launcher.USAGE.replace(
+        line, line + "|   llamafactory-cli eval CONFIG.yaml: GeoBench eval (geo-factory)   |\n"
+    )
+
+
+def _patch_hparams_parser(parser: ModuleType) -> None:
+    from transformers import HfArgumentParser
+
+    from .hparams import GeoBenchTrainArguments, GeoFinetuningArguments, TsptArguments, apply_extension_args
+
+    lf_args = list(parser._TRAIN_ARGS)
+    lf_args[lf_args.index(parser.FinetuningArguments)] = GeoFinetuningArguments
+
+    def _parse_train_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
+        hf_parser = HfArgumentParser([*lf_args, TsptArguments, GeoBenchTrainArguments])
+        allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
+        *lf_parsed, tspt_args, geobench_args = parser._parse_args(hf_parser, args, allow_extra_keys=allow_extra_keys)
+        apply_extension_args(*lf_parsed, tspt_args, geobench_args)
+        return tuple(lf_parsed)
+
+    parser._parse_train_args = _parse_train_args
+
+
+def _patch_data_parser(data_parser: ModuleType) -> None:
+    from .datasets import registry_get_dataset_list
+
+    get_dataset_list = data_parser.get_dataset_list
+
+    def geo_get_dataset_list(dataset_names: list[str] | None, dataset_dir: str | dict) -> list[Any]:
+        return registry_get_dataset_list(get_dataset_list, dataset_names, dataset_dir)
+
+    data_parser.get_dataset_list = geo_get_dataset_list
+
+
+def _patch_pt_workflow(workflow: ModuleType) -> None:
+    get_dataset = workflow.get_dataset
+
+    def geo_get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module):
+        if getattr(data_args, "tspt_mixture", None) is None:
+            return get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module)
+        from .tspt import get_mixture_dataset
+
+        return get_mixture_dataset(template, model_args, data_args, training_args, **tokenizer_module)
+
+    workflow.get_dataset = geo_get_dataset
+
+
+def _patch_tuner(tuner: ModuleType) -> None:
+    run_pt, run_sft = tuner.run_pt, tuner.run_sft
+
+    def geo_run_pt(model_args, data_args, training_args, finetuning_args, callbacks=None):
+        callbacks = _with_geobench_callback(callbacks, model_args, data_args, finetuning_args)
+        if getattr(finetuning_args, "tspt", None) is not None:
+            from .tspt import run_tspt
+
+            return run_tspt(run_pt, model_args, data_args, training_args, finetuning_args, callbacks)
+        return run_pt(model_args, data_args, training_args, finetuning_args, callbacks)
+
+    def geo_run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=None):
+        callbacks = _with_geobench_callback(callbacks, model_args, data_args, finetuning_args)
+        return run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
+
+    tuner.run_pt, tuner.run_sft = geo_run_pt, geo_run_sft
+
+
+def _with_geobench_callback(callbacks, model_args, data_args, finetuning_args) -> list[Any]:
+    callbacks = list(callbacks or [])
+    geobench_args = getattr(finetuning_args, "geobench", None)
+    if geobench_args is not None and geobench_args.geobench_eval_steps:
+        from .geobench.callback import GeoBenchCallback
+
+        callbacks.insert(0, GeoBenchCallback(geobench_args, model_args, data_args))
+    return callbacks
+
+
+PATCHES: dict[str, Callable[[ModuleType], None]] = {
+    "llamafactory.launcher": _patch_launcher,
+    "llamafactory.hparams.parser": _patch_hparams_parser,
+    "llamafactory.data.parser": _patch_data_parser,
+    "llamafactory.train.pt.workflow": _patch_pt_workflow,
+    "llamafactory.train.tuner": _patch_tuner,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The mechanism: a post-import finder that costs one dict lookup per import. Duck-typed: importing
+# importlib.abc would pull importlib.resources and tempfile into every interpreter start.
+
+
+class _PatchingLoader:
+    def __init__(self, loader: importlib.abc.Loader, patch: Callable[[ModuleType], None]) -> None:
+        self.loader, self.patch = loader, patch
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        self.patch(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, is_package, ... for tracebacks and inspect
+        return getattr(self.loader, name)
+
+
+class _PostImportFinder:
+    def __init__(self) -> None:
+        self.pending: dict[str, Callable[[ModuleType], None]] = {"llamafactory": _guard_version}
+
+    def find_spec(self, fullname, path=None, target=None):
+        patch = self.pending.pop(fullname, None)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            spec = None if finder is self else finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader, patch)
+                return spec
+        return None
+
+
+_finder: _PostImportFinder | None = None
+
+
+def _guard_version(llamafactory: ModuleType) -> None:
+    problem = version_problem(getattr(llamafactory, "__version__", "unknown"))
+    if problem is not None and os.environ.get("GEO_FACTORY_ALLOW_UNTESTED", "").lower() in _FALSY:
+        print(f"[geo-factory] WARNING: {problem}", file=sys.stderr)
+        return
+    if _finder is not None:
+        _finder.pending.update(PATCHES)
+
+
+def install() -> None:
+    """Called from ``geo_factory.pth``: arm the hooks unless disabled or already armed."""
+    global _finder
+    if _finder is not None or is_disabled():
+        return
+    _finder = _PostImportFinder()
+    sys.meta_path.insert(0, _finder)

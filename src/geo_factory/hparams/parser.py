@@ -1,0 +1,35 @@
+from typing import TYPE_CHECKING
+
+from ..datasets import check_dataset_names
+
+
+if TYPE_CHECKING:
+    from llamafactory.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments
+    from transformers import Seq2SeqTrainingArguments
+
+    from .geobench_args import GeoBenchTrainArguments
+    from .tspt_args import TsptArguments
+
+
+def apply_extension_args(
+    model_args: "ModelArguments",
+    data_args: "DataArguments",
+    training_args: "Seq2SeqTrainingArguments",
+    finetuning_args: "FinetuningArguments",
+    generating_args: "GeneratingArguments",
+    tspt_args: "TsptArguments",
+    geobench_args: "GeoBenchTrainArguments",
+) -> None:
+    """Validate geo-factory's arguments right after parsing, before any model, data or output work."""
+    if finetuning_args.stage == "tspt":
+        tspt_args.validate(data_args, finetuning_args)
+        data_args.dataset = tspt_args.all_datasets()  # LLaMA-Factory insists on a dataset for training
+        finetuning_args.stage = "pt"
+        finetuning_args.tspt = tspt_args
+    else:
+        tspt_args.reject_outside_tspt(finetuning_args.stage)
+
+    check_dataset_names(data_args.dataset, data_args.dataset_dir, key="dataset")
+    check_dataset_names(data_args.eval_dataset, data_args.dataset_dir, key="eval_dataset")
+    if geobench_args.geobench_eval_steps:
+        finetuning_args.geobench = geobench_args

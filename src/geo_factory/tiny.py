@@ -1,0 +1,97 @@
+"""A tiny Mistral-architecture model with a real byte-fallback BPE tokenizer, built offline.
+
+The demo and the tests run the real LLaMA-Factory pipeline on it: no weights are downloaded.
+The tokenizer is trained on the bundled *general* corpus only, like a general base model's, so
+that geoscience text is where domain vocabulary expansion has something to gain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from .datasets import registry_dir
+
+
+SPECIALS = ("<unk>", "<s>", "</s>")
+METASPACE = "\u2581"
+
+
+def _corpus_texts(names: tuple[str, ...]) -> Iterator[str]:
+    for name in names:
+        with open(registry_dir() / "demo" / name, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)["text"]
+
+
+def train_tokenizer(texts: Iterator[str], vocab_size: int):
+    """LLaMA/Mistral layout: <unk> <s> </s>, then the 256 byte-fallback pieces <0x00>..<0xFF>, then BPE pieces."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    pre = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="first", split=True)
+    probe = Tokenizer(models.BPE(unk_token="<unk>"))
+    probe.pre_tokenizer = pre
+    n_pieces = vocab_size - len(SPECIALS) - 256
+    probe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=n_pieces, show_progress=False))
+    trained = json.loads(probe.to_str())["model"]
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    vocab.update({f"<0x{b:02X}>": len(SPECIALS) + b for b in range(256)})
+    for piece, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(piece, len(vocab))
+
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.pre_tokenizer = pre
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace(METASPACE, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return tokenizer
+
+
+def build_tiny_model(
+    output_dir: str | Path,
+    vocab_size: int = 2048,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+    corpora: tuple[str, ...] = ("general_corpus.jsonl",),
+) -> Path:
+    """Write a randomly initialized tiny Mistral and its tokenizer to ``output_dir``."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    output_dir = Path(output_dir)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(_corpus_texts(corpora), vocab_size),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=4096,
+    )
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 4,
+        max_position_embeddings=4096,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(config)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
