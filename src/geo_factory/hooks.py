@@ -173,7 +173,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
 
 
 class _PatchingLoader:
-    def __init__(self, loader: importlib.abc.Loader, patch: Callable[[ModuleType], None]) -> None:
+    def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
         self.loader, self.patch = loader, patch
 
     def create_module(self, spec):
