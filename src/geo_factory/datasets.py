@@ -65,7 +65,7 @@ def merged_registry(dataset_dir: str) -> tuple[dict[str, Any], dict[str, Path]]:
     """All entries visible from ``dataset_dir``, and the file each one comes from."""
     info = dict(_geo_registry())
     origin = dict.fromkeys(info, registry_dir() / DATA_CONFIG)
-    user_file = Path(dataset_dir) / DATA_CONFIG
+    user_file = Path(dataset_dir).absolute() / DATA_CONFIG
     if user_file.is_file():
         user = _read_registry(user_file)
         info.update(user)
@@ -89,7 +89,7 @@ def check_dataset_names(names: list[str] | str | None, dataset_dir: str | dict, 
             close = difflib.get_close_matches(name, list(info), n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ValueError(
-                f"Unknown dataset `{name}` in `{key}`.{hint} Searched {Path(dataset_dir) / DATA_CONFIG} "
+                f"Unknown dataset `{name}` in `{key}`.{hint} Searched {Path(dataset_dir).absolute() / DATA_CONFIG} "
                 f"(your registry) and {registry_dir() / DATA_CONFIG} (geo-factory's); "
                 f"`geo-factory datasets` lists all {len(info)} names."
             )
@@ -112,7 +112,7 @@ def _check_entry(name: str, entry: Any, path: Path, dataset_dir: str) -> None:
         if sub in entry and not isinstance(entry[sub], dict):
             raise ValueError(f"{where}: key `{sub}` must be a JSON object.")
     if sources == ["file_name"]:
-        local = Path(dataset_dir) / entry["file_name"]  # an absolute file_name wins in the join
+        local = Path(dataset_dir).absolute() / entry["file_name"]  # an absolute file_name wins in the join
         if not local.exists():
             raise ValueError(f"{where}: key `file_name` points to {local}, which does not exist.")
 

@@ -1,8 +1,10 @@
-"""A tiny Mistral-architecture model with a real byte-fallback BPE tokenizer, built offline.
+"""A tiny Mistral-architecture base model with a real byte-fallback BPE tokenizer, built offline.
 
 The demo and the tests run the real LLaMA-Factory pipeline on it: no weights are downloaded.
-The tokenizer is trained on the bundled *general* corpus only, like a general base model's, so
-that geoscience text is where domain vocabulary expansion has something to gain.
+Like a real general base model, it is trained on *general* text only (the bundled general corpus):
+its tokenizer, so that geoscience text is where vocabulary expansion has something to gain, and
+its weights, briefly, because LoRA on a randomly initialized model cannot move its frozen output
+layer enough to show learning.
 """
 
 from __future__ import annotations
@@ -55,21 +57,38 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int):
     return tokenizer
 
 
+def _pretrain(model, tokenizer, texts: list[str], steps: int, block: int = 128, batch: int = 16) -> None:
+    import torch
+
+    ids = [i for text in texts for i in [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]]
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for _ in range(steps):
+        batch_ids = blocks[torch.randint(len(blocks), (batch,))]
+        model(input_ids=batch_ids, labels=batch_ids).loss.backward()
+        optimizer.step(), schedule.step(), optimizer.zero_grad()
+    model.eval()
+
+
 def build_tiny_model(
     output_dir: str | Path,
     vocab_size: int = 2048,
-    hidden_size: int = 64,
+    hidden_size: int = 128,
     num_layers: int = 2,
+    pretrain_steps: int = 150,
     seed: int = 0,
     corpora: tuple[str, ...] = ("general_corpus.jsonl",),
 ) -> Path:
-    """Write a randomly initialized tiny Mistral and its tokenizer to ``output_dir``."""
+    """Write the tiny Mistral, pretrained for ``pretrain_steps`` on the general corpus, and its tokenizer."""
     import torch
     from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
     output_dir = Path(output_dir)
+    texts = list(_corpus_texts(corpora))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(_corpus_texts(corpora), vocab_size),
+        tokenizer_object=train_tokenizer(iter(texts), vocab_size),
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
@@ -92,6 +111,8 @@ def build_tiny_model(
     )
     torch.manual_seed(seed)
     model = MistralForCausalLM(config)
+    if pretrain_steps:
+        _pretrain(model, tokenizer, texts, pretrain_steps)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir

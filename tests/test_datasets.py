@@ -1,0 +1,82 @@
+"""The registry: geo-factory's names resolve anywhere, the user's own entries win, mistakes fail early and clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import example, run_cli
+from geo_factory.datasets import DATA_CONFIG, registry_dir
+
+
+def _workdir(tmp_path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny-mistral").symlink_to(tiny_model)
+    if registry is not None:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / DATA_CONFIG).write_text(json.dumps(registry))
+    return tmp_path
+
+
+def _train_fails(work: Path, env: dict, *overrides: str) -> str:
+    proc = run_cli("train", example("tiny/tiny_lora_pretrain.yaml"), *overrides, cwd=work, env=env, check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert not (work / "saves").exists(), "output written before the configuration was validated"
+    assert "Loading checkpoint" not in proc.stdout + proc.stderr
+    return proc.stderr
+
+
+def test_registry_lists_every_bundled_file_that_exists() -> None:
+    info = json.loads((registry_dir() / DATA_CONFIG).read_text())
+    for name in ("geosignal", "alpaca_gpt4_en", "geo_corpus_demo", "general_corpus_demo", "geosignal_demo"):
+        assert name in info
+    for name, entry in info.items():
+        if "file_name" in entry:
+            assert (registry_dir() / entry["file_name"]).is_file(), name
+    provenance = (registry_dir() / "README.md").read_text()
+    assert all(f"`{name}`" in provenance for name in info), "each dataset needs its provenance line"
+
+
+def test_misspelt_dataset_name_lists_the_close_names(tmp_path, tiny_model, cli_env) -> None:
+    work = _workdir(tmp_path, tiny_model)
+    err = _train_fails(work, cli_env, "dataset=geo_corpus_dmeo")
+    assert "Unknown dataset `geo_corpus_dmeo` in `dataset`" in err
+    assert "Did you mean: geo_corpus_demo" in err
+
+
+def test_users_own_entry_overrides_the_registry(tmp_path, tiny_model, cli_env) -> None:
+    marker = "Basalt columns override marker"
+    registry = {"geo_corpus_demo": {"file_name": "mine.jsonl", "columns": {"prompt": "text"}}}
+    work = _workdir(tmp_path, tiny_model, registry)
+    (work / "data" / "mine.jsonl").write_text(
+        "".join(json.dumps({"text": f"{marker} number {i}. " * 20}) + "\n" for i in range(40))
+    )
+    proc = run_cli(
+        "train",
+        example("tiny/tiny_lora_pretrain.yaml"),
+        "dataset=geo_corpus_demo",
+        "max_steps=1",
+        "plot_loss=false",
+        cwd=work,
+        env=cli_env,
+    )
+    assert marker in proc.stdout  # LLaMA-Factory prints the first training example
+    assert "mine.jsonl" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"file_name": "missing.jsonl"}, "key `file_name` points to"),
+        ({"file_name": "mine.jsonl", "colums": {"prompt": "text"}}, "unknown key `colums`"),
+        ({"columns": {"prompt": "text"}}, "needs one of hf_hub_url"),
+        ({"file_name": "mine.jsonl", "formatting": "chatml"}, "key `formatting` is `chatml`; allowed: alpaca"),
+    ],
+)
+def test_malformed_entry_names_file_and_key(tmp_path, tiny_model, cli_env, entry, message) -> None:
+    work = _workdir(tmp_path, tiny_model, {"my_corpus": entry})
+    (work / "data" / "mine.jsonl").write_text('{"text": "x"}\n')
+    err = _train_fails(work, cli_env, "dataset=my_corpus")
+    assert f"{work / 'data' / DATA_CONFIG}, entry `my_corpus`: {message}" in err

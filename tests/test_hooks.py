@@ -1,0 +1,110 @@
+"""Activation: the stock ``llamafactory-cli`` picks geo-factory up in every process, and only when it should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, example, read_trainer_log, run_cli
+from geo_factory.hooks import SUPPORTED, version_problem
+
+
+def _workdir(tmp_path: Path, tiny_model: Path) -> Path:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny-mistral").symlink_to(tiny_model)
+    return tmp_path
+
+
+def test_hooks_are_active_in_torchrun_workers(tmp_path, tiny_model, cli_env) -> None:
+    """Both workers resolve the registry's dataset names, which only the hooks make possible here."""
+    work = _workdir(tmp_path, tiny_model)
+    env = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
+    proc = run_cli(
+        "train", example("tiny/tiny_lora_pretrain.yaml"), "max_steps=3", "plot_loss=false", cwd=work, env=env
+    )
+    log = proc.stdout + proc.stderr
+    assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log, log[-3000:]
+    assert "Loading dataset" in log and "geo_corpus.jsonl" in log
+    steps = [row["current_steps"] for row in read_trainer_log(work / "saves/tiny/lora/pretrain")]
+    assert steps[-1] == 3
+
+
+def test_disable_switch_gives_back_stock_llamafactory(tmp_path, tiny_model, cli_env) -> None:
+    work = _workdir(tmp_path, tiny_model)
+    env = {**cli_env, "GEO_FACTORY_DISABLE": "1"}
+    proc = run_cli("train", example("tiny/tiny_lora_pretrain.yaml"), cwd=work, env=env, check=False)
+    assert proc.returncode != 0
+    assert "dataset_info.json" in proc.stderr  # stock LLaMA-Factory cannot find the registry names
+    assert not (work / "saves").exists()
+
+    proc = run_cli("eval", example("tiny/tiny_lora_pretrain.yaml"), cwd=work, env=env, check=False)
+    assert proc.returncode != 0 and "NotImplementedError" in proc.stderr
+
+    usage = run_cli("help", cwd=work, env=env).stdout
+    assert "llamafactory-cli train" in usage and "GeoBench" not in usage
+    assert "GeoBench" in run_cli("help", cwd=work, env=cli_env).stdout
+
+
+def test_version_guard_refuses_an_untested_llamafactory(tmp_path, cli_env) -> None:
+    """An old llamafactory on the path: a clear message, and nothing of it patched."""
+    fake = tmp_path / "old" / "llamafactory"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "0.8.3"\n')
+    (fake / "launcher.py").write_text('USAGE = "stock"\n\ndef launch():\n    pass\n')
+    code = "import llamafactory.launcher as l; print('launch is', l.launch.__name__)"
+    env = {**cli_env, "PYTHONPATH": str(tmp_path / "old")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "launch is launch" in proc.stdout
+    assert f"supports llamafactory>={SUPPORTED[0]},<{SUPPORTED[1]}, but llamafactory 0.8.3 is installed" in proc.stderr
+    assert "pip install 'llamafactory>=" in proc.stderr
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "GEO_FACTORY_ALLOW_UNTESTED": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "launch is geo_launch" in proc.stdout and "WARNING" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("installed", "ok"), [("0.9.5", True), ("0.9.5.post1", True), ("0.9.4", False), ("0.9.6", False), ("1.0", False)]
+)
+def test_version_range(installed: str, ok: bool) -> None:
+    assert (version_problem(installed) is None) is ok
+
+
+def test_a_plain_python_process_never_imports_llamafactory(cli_env) -> None:
+    code = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('llamafactory', 'torch', 'geo_factory')))"
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "['geo_factory', 'geo_factory.hooks']"
+
+
+def test_wheel_ships_the_startup_hook_and_the_registry(tmp_path) -> None:
+    """A regular (non-editable) install activates too: the .pth sits at the root of site-packages."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("geo_factory-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert "geo_factory.hooks" in zf.read("geo_factory.pth").decode()
+    assert {"geo_factory/data/dataset_info.json", "geo_factory/data/demo/geo_corpus.jsonl"} <= names
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "import site, sys; site.addsitedir(sys.argv[1]); import geo_factory.hooks as h; "
+        "from geo_factory.datasets import registry_dir; print(h._finder is not None, registry_dir())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(site)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["True", str(site / "geo_factory" / "data")]
