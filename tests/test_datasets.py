@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from conftest import example, run_cli
-from geo_factory.datasets import DATA_CONFIG, registry_dir
+from geo_factory.datasets import DATA_CONFIG, check_dataset_names, registry_dir
 
 
 def _workdir(tmp_path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
@@ -66,17 +67,32 @@ def test_users_own_entry_overrides_the_registry(tmp_path, tiny_model, cli_env) -
     assert "mine.jsonl" in proc.stdout + proc.stderr
 
 
+def test_missing_data_file_fails_before_any_work_naming_file_and_key(tmp_path, tiny_model, cli_env) -> None:
+    work = _workdir(tmp_path, tiny_model, {"my_corpus": {"file_name": "missing.jsonl"}})
+    err = _train_fails(work, cli_env, "dataset=my_corpus")
+    assert f"{work / 'data' / DATA_CONFIG}, entry `my_corpus`: key `file_name` points to" in err
+    assert str(work / "data" / "missing.jsonl") in err
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"file_name": "missing.jsonl"}, "key `file_name` points to"),
-        ({"file_name": "mine.jsonl", "colums": {"prompt": "text"}}, "unknown key `colums`"),
+        ({"file_name": "mine.jsonl", "colums": {"prompt": "text"}}, "unknown key `colums`; allowed: "),
         ({"columns": {"prompt": "text"}}, "needs one of hf_hub_url"),
         ({"file_name": "mine.jsonl", "formatting": "chatml"}, "key `formatting` is `chatml`; allowed: alpaca"),
+        ({"file_name": "mine.jsonl", "columns": ["text"]}, "key `columns` must be a JSON object"),
+        (["mine.jsonl"], "must be a JSON object, got list"),
     ],
 )
-def test_malformed_entry_names_file_and_key(tmp_path, tiny_model, cli_env, entry, message) -> None:
-    work = _workdir(tmp_path, tiny_model, {"my_corpus": entry})
-    (work / "data" / "mine.jsonl").write_text('{"text": "x"}\n')
-    err = _train_fails(work, cli_env, "dataset=my_corpus")
-    assert f"{work / 'data' / DATA_CONFIG}, entry `my_corpus`: {message}" in err
+def test_malformed_entry_names_file_and_key(tmp_path, entry, message) -> None:
+    """The same check the CLI runs at argument parsing (above), on each kind of malformed entry."""
+    (tmp_path / DATA_CONFIG).write_text(json.dumps({"my_corpus": entry}))
+    (tmp_path / "mine.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(ValueError, match="^" + re.escape(f"{tmp_path / DATA_CONFIG}, entry `my_corpus`: {message}")):
+        check_dataset_names(["my_corpus"], str(tmp_path), key="dataset")
+
+
+def test_registry_json_errors_name_the_file(tmp_path) -> None:
+    (tmp_path / DATA_CONFIG).write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / DATA_CONFIG} is not valid JSON")):
+        check_dataset_names(["geo_corpus_demo"], str(tmp_path), key="dataset")
