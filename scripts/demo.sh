@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, offline: tiny Mistral + bundled demo data,
-# pretrain -> SFT -> merge -> one chat answer, all through the stock llamafactory-cli.
+# pretrain -> SFT -> merge -> one chat answer -> GeoBench, all through the stock llamafactory-cli.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,3 +11,5 @@ llamafactory-cli train examples/tiny/tiny_lora_pretrain.yaml
 llamafactory-cli train examples/tiny/tiny_lora_sft.yaml
 llamafactory-cli export examples/tiny/tiny_lora_merge.yaml
 printf 'What is a subduction zone?\nexit\n' | llamafactory-cli chat examples/tiny/tiny_chat.yaml
+# GeoBench on the merged model, with the project's own small fixtures in K2's layout
+llamafactory-cli eval examples/tiny/tiny_eval.yaml model_name_or_path=saves/tiny/merged template=mistral save_dir=saves/tiny/geobench_merged

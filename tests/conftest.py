@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,29 @@ def run_cli(
             f"llamafactory-cli {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def workdir(path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
+    """A user's fresh working directory: ``models/tiny-mistral`` linked in, and no ``data/`` unless given."""
+    (path / "models").mkdir()
+    (path / "models" / "tiny-mistral").symlink_to(tiny_model)
+    if registry is not None:
+        (path / "data").mkdir()
+        (path / "data" / "dataset_info.json").write_text(json.dumps(registry))
+    return path
+
+
+def chat(config: Path | str, question: str, *overrides: str, cwd: Path, env: dict[str, str]) -> str:
+    """``llamafactory-cli chat``, one question on stdin: the answer, which must not be empty."""
+    proc = run_cli("chat", config, *overrides, cwd=cwd, env=env, input=f"{question}\nexit\n", check=False)
+    # Stock LLaMA-Factory 0.9.5 `chat` on CPU sometimes aborts *after* `exit`, when its daemon event-loop thread
+    # is torn down ("terminate called without an active exception"; also with GEO_FACTORY_DISABLE=1).
+    exit_abort = proc.returncode == -signal.SIGABRT and proc.stderr.rstrip().endswith("without an active exception")
+    assert proc.returncode == 0 or exit_abort, proc.stderr[-3000:]
+    assert "Assistant:" in proc.stdout, proc.stdout[-3000:]
+    answer = proc.stdout.split("Assistant:", 1)[1].split("User:", 1)[0].strip()
+    assert answer, f"empty answer:\n{proc.stdout[-3000:]}"
+    return answer
 
 
 def read_trainer_log(output_dir: Path) -> list[dict]:

@@ -8,17 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import example, run_cli
+from conftest import example, run_cli, workdir
 from geo_factory.datasets import DATA_CONFIG, check_dataset_names, registry_dir
-
-
-def _workdir(tmp_path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "tiny-mistral").symlink_to(tiny_model)
-    if registry is not None:
-        (tmp_path / "data").mkdir()
-        (tmp_path / "data" / DATA_CONFIG).write_text(json.dumps(registry))
-    return tmp_path
 
 
 def _train_fails(work: Path, env: dict, *overrides: str) -> str:
@@ -41,7 +32,7 @@ def test_registry_lists_every_bundled_file_that_exists() -> None:
 
 
 def test_misspelt_dataset_name_lists_the_close_names(tmp_path, tiny_model, cli_env) -> None:
-    work = _workdir(tmp_path, tiny_model)
+    work = workdir(tmp_path, tiny_model)
     err = _train_fails(work, cli_env, "dataset=geo_corpus_dmeo")
     assert "Unknown dataset `geo_corpus_dmeo` in `dataset`" in err
     assert "Did you mean: geo_corpus_demo" in err
@@ -50,7 +41,7 @@ def test_misspelt_dataset_name_lists_the_close_names(tmp_path, tiny_model, cli_e
 def test_users_own_entry_overrides_the_registry(tmp_path, tiny_model, cli_env) -> None:
     marker = "Basalt columns override marker"
     registry = {"geo_corpus_demo": {"file_name": "mine.jsonl", "columns": {"prompt": "text"}}}
-    work = _workdir(tmp_path, tiny_model, registry)
+    work = workdir(tmp_path, tiny_model, registry)
     (work / "data" / "mine.jsonl").write_text(
         "".join(json.dumps({"text": f"{marker} number {i}. " * 20}) + "\n" for i in range(40))
     )
@@ -68,7 +59,7 @@ def test_users_own_entry_overrides_the_registry(tmp_path, tiny_model, cli_env) -
 
 
 def test_missing_data_file_fails_before_any_work_naming_file_and_key(tmp_path, tiny_model, cli_env) -> None:
-    work = _workdir(tmp_path, tiny_model, {"my_corpus": {"file_name": "missing.jsonl"}})
+    work = workdir(tmp_path, tiny_model, {"my_corpus": {"file_name": "missing.jsonl"}})
     err = _train_fails(work, cli_env, "dataset=my_corpus")
     assert f"{work / 'data' / DATA_CONFIG}, entry `my_corpus`: key `file_name` points to" in err
     assert str(work / "data" / "missing.jsonl") in err

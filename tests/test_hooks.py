@@ -5,23 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, example, read_trainer_log, run_cli
+from conftest import REPO, example, read_trainer_log, run_cli, workdir
 from geo_factory.hooks import SUPPORTED, version_problem
-
-
-def _workdir(tmp_path: Path, tiny_model: Path) -> Path:
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "tiny-mistral").symlink_to(tiny_model)
-    return tmp_path
 
 
 def test_hooks_are_active_in_torchrun_workers(tmp_path, tiny_model, cli_env) -> None:
     """Both workers resolve the registry's dataset names, which only the hooks make possible here."""
-    work = _workdir(tmp_path, tiny_model)
+    work = workdir(tmp_path, tiny_model)
     env = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
     proc = run_cli(
         "train", example("tiny/tiny_lora_pretrain.yaml"), "max_steps=3", "plot_loss=false", cwd=work, env=env
@@ -34,7 +27,7 @@ def test_hooks_are_active_in_torchrun_workers(tmp_path, tiny_model, cli_env) -> 
 
 
 def test_disable_switch_gives_back_stock_llamafactory(tmp_path, tiny_model, cli_env) -> None:
-    work = _workdir(tmp_path, tiny_model)
+    work = workdir(tmp_path, tiny_model)
     env = {**cli_env, "GEO_FACTORY_DISABLE": "1"}
     proc = run_cli("train", example("tiny/tiny_lora_pretrain.yaml"), cwd=work, env=env, check=False)
     assert proc.returncode != 0

@@ -21,6 +21,11 @@ Symbols touched, and why (the whole list):
     Build a TSPT stage's token-share mixture instead of LLaMA-Factory's example-level merge.
 ``llamafactory.train.tuner.run_pt`` / ``run_sft``
     Run the TSPT stages, and attach the in-training GeoBench callback.
+``llamafactory.train.pt.trainer.CustomTrainer.__init__`` / ``llamafactory.train.sft.trainer.CustomSeq2SeqTrainer.__init__``
+    Hand the built trainer to the GeoBench callback, which logs its metrics through ``Trainer.log`` (the one
+    call that reaches the ``report_to`` integrations, which run before any user callback).
+``llamafactory.train.callbacks.LogCallback.on_log``
+    Carry ``geobench_*`` metrics into trainer_log.jsonl (LogCallback copies a fixed set of keys).
 
 Set ``GEO_FACTORY_DISABLE=1`` to turn all of it off.
 """
@@ -40,10 +45,6 @@ if TYPE_CHECKING:
 
 SUPPORTED = ("0.9.5", "0.9.6")  # tested range of llamafactory: >= first, < second
 _FALSY = ("", "0", "false", "no", "off")
-
-
-def is_disabled() -> bool:
-    return os.environ.get("GEO_FACTORY_DISABLE", "").strip().lower() not in _FALSY
 
 
 def version_problem(installed: str) -> str | None:
@@ -89,14 +90,13 @@ def _patch_launcher(launcher: ModuleType) -> None:
 
 
 def _patch_hparams_parser(parser: ModuleType) -> None:
-    from transformers import HfArgumentParser
-
-    from .hparams import GeoBenchTrainArguments, GeoFinetuningArguments, TsptArguments, apply_extension_args
-
-    lf_args = list(parser._TRAIN_ARGS)
-    lf_args[lf_args.index(parser.FinetuningArguments)] = GeoFinetuningArguments
-
     def _parse_train_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
+        # imported here, not at patch time: geo_factory.hparams itself imports llamafactory.hparams
+        from transformers import HfArgumentParser
+
+        from .hparams import GeoBenchTrainArguments, GeoFinetuningArguments, TsptArguments, apply_extension_args
+
+        lf_args = [GeoFinetuningArguments if cls is parser.FinetuningArguments else cls for cls in parser._TRAIN_ARGS]
         hf_parser = HfArgumentParser([*lf_args, TsptArguments, GeoBenchTrainArguments])
         allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
         *lf_parsed, tspt_args, geobench_args = parser._parse_args(hf_parser, args, allow_extra_keys=allow_extra_keys)
@@ -125,7 +125,7 @@ def _patch_pt_workflow(workflow: ModuleType) -> None:
             return get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module)
         from .tspt import get_mixture_dataset
 
-        return get_mixture_dataset(template, model_args, data_args, training_args, **tokenizer_module)
+        return get_mixture_dataset(get_dataset, template, model_args, data_args, training_args, **tokenizer_module)
 
     workflow.get_dataset = geo_get_dataset
 
@@ -148,6 +148,36 @@ def _patch_tuner(tuner: ModuleType) -> None:
     tuner.run_pt, tuner.run_sft = geo_run_pt, geo_run_sft
 
 
+def _bind_geobench_callback(trainer_cls: type) -> None:
+    init = trainer_cls.__init__
+
+    def __init__(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        callback = sys.modules.get("geo_factory.geobench.callback")  # not imported: no GeoBench callback exists
+        for cb in self.callback_handler.callbacks if callback is not None else ():
+            if isinstance(cb, callback.GeoBenchCallback):
+                cb.set_trainer(self)
+
+    trainer_cls.__init__ = __init__
+
+
+def _patch_callbacks(callbacks: ModuleType) -> None:
+    log_callback = callbacks.LogCallback
+    on_log, write_log = log_callback.on_log, log_callback._write_log
+
+    def geo_on_log(self, args, state, control, **kwargs):
+        last = state.log_history[-1] if state.log_history else {}
+        extra = {k: v for k, v in last.items() if k.startswith("geobench_")}
+        if extra:  # bound now: LogCallback writes its row later, from a thread
+            self._write_log = lambda output_dir, logs: write_log(self, output_dir, {**logs, **extra})
+        try:
+            return on_log(self, args, state, control, **kwargs)
+        finally:
+            self.__dict__.pop("_write_log", None)
+
+    log_callback.on_log = geo_on_log
+
+
 def _with_geobench_callback(callbacks, model_args, data_args, finetuning_args) -> list[Any]:
     callbacks = list(callbacks or [])
     geobench_args = getattr(finetuning_args, "geobench", None)
@@ -164,6 +194,9 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.data.parser": _patch_data_parser,
     "llamafactory.train.pt.workflow": _patch_pt_workflow,
     "llamafactory.train.tuner": _patch_tuner,
+    "llamafactory.train.pt.trainer": lambda module: _bind_geobench_callback(module.CustomTrainer),
+    "llamafactory.train.sft.trainer": lambda module: _bind_geobench_callback(module.CustomSeq2SeqTrainer),
+    "llamafactory.train.callbacks": _patch_callbacks,
 }
 
 
@@ -216,9 +249,9 @@ def _guard_version(llamafactory: ModuleType) -> None:
 
 
 def install() -> None:
-    """Called from ``geo_factory.pth``: arm the hooks unless disabled or already armed."""
+    """Called from ``geo_factory.pth`` (which honours ``GEO_FACTORY_DISABLE``): arm the hooks once."""
     global _finder
-    if _finder is not None or is_disabled():
+    if _finder is not None:
         return
     _finder = _PostImportFinder()
     sys.meta_path.insert(0, _finder)

@@ -57,7 +57,8 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int):
     return tokenizer
 
 
-def _pretrain(model, tokenizer, texts: list[str], steps: int, block: int = 128, batch: int = 16) -> None:
+def pretrain(model, tokenizer, texts: list[str], steps: int, block: int = 128, batch: int = 16) -> None:
+    """Plain causal-LM training on packed blocks: a general base model in seconds (also used by benchmarks)."""
     import torch
 
     ids = [i for text in texts for i in [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]]
@@ -112,7 +113,7 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = MistralForCausalLM(config)
     if pretrain_steps:
-        _pretrain(model, tokenizer, texts, pretrain_steps)
+        pretrain(model, tokenizer, texts, pretrain_steps)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir

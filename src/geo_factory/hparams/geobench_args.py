@@ -1,4 +1,39 @@
+import os
+import re
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from ..geobench.subjective import DEFAULT_CRITERIA
+from ..geobench.tasks import OBJECTIVE_SUITE, check_task_names
+
+
+EvalMode = Literal["likelihood", "generate"]
+Lang = Literal["en", "zh"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in str(value).split(",") if item.strip()] if value is not None else []
+
+
+def _check_choice(key: str, value: str, literal) -> None:
+    allowed = get_args(literal)
+    if value not in allowed:
+        raise ValueError(f"`{key}: {value}` is not supported; allowed: {', '.join(allowed)}.")
+
+
+def _check_at_least(key: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise ValueError(f"`{key}` must be an integer >= {low}, got {value}.")
+
+
+def _check_task_dir(key: str, value: str | None) -> None:
+    if value is not None and not os.path.isdir(value):
+        raise ValueError(
+            f"`{key}: {value}` is not a folder. Point it to a GeoBench folder (K2 layout: geobench_npee.json, "
+            "geobench_apstudy.json; JiuZhou layout: objective_task_*.csv, subjective_task.xlsx), or leave it unset "
+            "for the hub dataset `daven3/geobench`."
+        )
 
 
 @dataclass
@@ -6,56 +41,145 @@ class GeoBenchTrainArguments:
     """GeoBench inside ``llamafactory-cli train``: objective tasks in likelihood mode every N steps."""
 
     geobench_eval_steps: int = field(
-        default=0, metadata={"help": "Run GeoBench every this many optimizer steps (0: never)."}
+        default=0,
+        metadata={"help": "Run GeoBench every this many optimizer steps and log `geobench_<task>_acc` (0: never)."},
     )
     geobench_tasks: str = field(
-        default="geobench_npee,geobench_npee_tf,geobench_apstudy",
-        metadata={"help": "Comma-separated objective GeoBench tasks to run during training."},
+        default="geobench",
+        metadata={
+            "help": "Comma-separated objective GeoBench tasks to run during training: geobench_npee, "
+            "geobench_npee_tf, geobench_apstudy, or geobench (all three and the NPEE/APStudy average)."
+        },
     )
     geobench_task_dir: str | None = field(
         default=None,
         metadata={"help": "GeoBench data folder (K2 JSON or JiuZhou CSV layout); default: hub `daven3/geobench`."},
     )
     geobench_n_shot: int = field(default=5, metadata={"help": "Exemplars per question during training."})
+    geobench_seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw."})
+    geobench_lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
     geobench_max_samples: int | None = field(
         default=None, metadata={"help": "Score only the first N questions of each task (speed during training)."}
     )
     geobench_batch_size: int = field(default=8, metadata={"help": "Questions per forward pass."})
 
+    def __post_init__(self):
+        _check_at_least("geobench_eval_steps", self.geobench_eval_steps, 0)
+        if not self.geobench_eval_steps:
+            return
+        check_task_names(_split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
+        _check_task_dir("geobench_task_dir", self.geobench_task_dir)
+        _check_at_least("geobench_n_shot", self.geobench_n_shot, 0)
+        _check_at_least("geobench_max_samples", self.geobench_max_samples, 1)
+        _check_at_least("geobench_batch_size", self.geobench_batch_size, 1)
+        _check_choice("geobench_lang", self.geobench_lang, Lang)
+
+    @property
+    def task_names(self) -> list[str]:
+        return _split(self.geobench_tasks)
+
 
 @dataclass
 class GeoBenchArguments:
-    """``llamafactory-cli eval``: GeoBench tasks, scoring mode, outputs."""
+    """``llamafactory-cli eval``: GeoBench tasks, scoring mode, outputs.
+
+    The number of questions per task is LLaMA-Factory's own ``max_samples``; the inference engine is its
+    ``infer_backend`` (used for generation; likelihood scoring always runs the model in this process).
+    """
 
     task: str = field(
-        default="geobench",
+        default=OBJECTIVE_SUITE,
         metadata={
-            "help": "geobench_npee, geobench_npee_tf, geobench_apstudy, geobench (the objective suite) or "
-            "geobench_subjective; comma-separated for several."
+            "help": "Comma-separated GeoBench tasks: geobench_npee, geobench_npee_tf, geobench_apstudy, geobench "
+            "(those three and the NPEE/APStudy average), geobench_subjective (geobench_npee_noun, "
+            "geobench_npee_completion, geobench_npee_qa, geobench_npee_discussion, geobench_open)."
         },
     )
     task_dir: str | None = field(
         default=None,
         metadata={"help": "GeoBench folder: K2 JSON or JiuZhou CSV layout; default: hub dataset `daven3/geobench`."},
     )
-    save_dir: str | None = field(default=None, metadata={"help": "Where results.json and friends are written."})
-    overwrite_save_dir: bool = field(default=False, metadata={"help": "Overwrite a finished `save_dir`."})
+    save_dir: str | None = field(
+        default=None,
+        metadata={"help": "Required. Where results.json, predictions.jsonl, results.log and geobench.png go."},
+    )
+    overwrite_save_dir: bool = field(
+        default=False, metadata={"help": "Start over in a `save_dir` that holds a finished or unfinished run."}
+    )
     eval_mode: str = field(
         default="likelihood",
-        metadata={"help": "Objective scoring: `likelihood` (option-letter probability, K2's method) or `generate`."},
+        metadata={
+            "help": "Objective scoring: `likelihood` (probability of each option as the next token, K2's method) "
+            "or `generate` (generate with `infer_backend`, then extract the answer)."
+        },
     )
-    n_shot: int = field(default=5, metadata={"help": "Exemplars per question, drawn from the same task."})
+    n_shot: int = field(
+        default=5, metadata={"help": "Exemplars per objective question, drawn from the same task (no dev split)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw."})
     lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
-    batch_size: int = field(default=8, metadata={"help": "Questions per forward pass."})
-    max_samples: int | None = field(default=None, metadata={"help": "Only the first N questions per task."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Questions per forward pass (likelihood) or concurrent requests (generation)."}
+    )
     compare_with: list[str] | None = field(
         default=None, metadata={"help": "Other results.json files to draw side by side in geobench.png."}
     )
     judge_api_base: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint of the judge model (subjective tasks)."}
+        default=None,
+        metadata={"help": "OpenAI-compatible endpoint of the judge model, e.g. http://127.0.0.1:8000/v1."},
     )
     judge_model: str | None = field(default=None, metadata={"help": "Judge model name at `judge_api_base`."})
     judge_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Environment variable that holds the judge's API key."}
+        default="OPENAI_API_KEY",
+        metadata={"help": "Name of the environment variable that holds the judge's API key (never the key itself)."},
     )
+    judge_criteria: str = field(
+        default=",".join(DEFAULT_CRITERIA),
+        metadata={"help": "Comma-separated criteria the judge scores 1-10 (see geo_factory.geobench.subjective)."},
+    )
+    judge_max_retries: int = field(
+        default=2, metadata={"help": "Extra attempts after a malformed judge reply before it is counted as failed."}
+    )
+    judge_max_tokens: int = field(default=128, metadata={"help": "Token limit of a judge reply."})
+    judge_timeout: float = field(default=120.0, metadata={"help": "Seconds to wait for one judge reply."})
+
+    def __post_init__(self):
+        if not self.save_dir:
+            raise ValueError("`save_dir` is required: the folder that receives results.json and predictions.jsonl.")
+        check_task_names(_split(self.task), key="task")
+        _check_task_dir("task_dir", self.task_dir)
+        _check_choice("eval_mode", self.eval_mode, EvalMode)
+        _check_choice("lang", self.lang, Lang)
+        _check_at_least("n_shot", self.n_shot, 0)
+        _check_at_least("batch_size", self.batch_size, 1)
+        _check_at_least("judge_max_retries", self.judge_max_retries, 0)
+        _check_at_least("judge_max_tokens", self.judge_max_tokens, 1)
+        if isinstance(self.compare_with, str):
+            self.compare_with = _split(self.compare_with)
+
+        for path in self.compare_with or []:
+            if not os.path.isfile(path):
+                raise ValueError(f"`compare_with` names {path}, which is not a file (expected another results.json).")
+
+        if bool(self.judge_api_base) != bool(self.judge_model):
+            raise ValueError("`judge_api_base` and `judge_model` go together: set both to use a judge, or neither.")
+
+        if self.judge_api_base and not re.match(r"^https?://", self.judge_api_base):
+            raise ValueError(f"`judge_api_base: {self.judge_api_base}` must be an http:// or https:// URL.")
+
+        if not _ENV_NAME.match(self.judge_api_key_env):
+            raise ValueError(
+                f"`judge_api_key_env` must name an environment variable (letters, digits, _), not hold a key; "
+                f"got a value of {len(self.judge_api_key_env)} characters."
+            )
+
+        if not _split(self.judge_criteria):
+            raise ValueError("`judge_criteria` must name at least one criterion.")
+
+    @property
+    def task_names(self) -> list[str]:
+        return _split(self.task)
+
+    @property
+    def criteria(self) -> list[str]:
+        return _split(self.judge_criteria)

@@ -1,6 +1,7 @@
 from typing import TYPE_CHECKING
 
 from ..datasets import check_dataset_names
+from .tspt_args import STAGES
 
 
 if TYPE_CHECKING:
@@ -22,8 +23,11 @@ def apply_extension_args(
 ) -> None:
     """Validate geo-factory's arguments right after parsing, before any model, data or output work."""
     if finetuning_args.stage == "tspt":
-        tspt_args.validate(data_args, finetuning_args)
-        data_args.dataset = tspt_args.all_datasets()  # LLaMA-Factory insists on a dataset for training
+        tspt_args.validate(model_args, data_args, training_args, finetuning_args)
+        # LLaMA-Factory insists on a dataset for training, and on max_steps when streaming: give it TSPT's own.
+        data_args.dataset = tspt_args.all_datasets()
+        if data_args.streaming:
+            training_args.max_steps = sum(tspt_args.stage_steps(s, data_args, training_args) for s in STAGES)
         finetuning_args.stage = "pt"
         finetuning_args.tspt = tspt_args
     else:

@@ -1,3 +1,4 @@
+import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
@@ -5,7 +6,21 @@ from ..datasets import check_dataset_names
 
 
 if TYPE_CHECKING:
-    from llamafactory.hparams import DataArguments, FinetuningArguments
+    from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments
+    from transformers import Seq2SeqTrainingArguments
+
+
+STAGES = (1, 2)
+FINETUNING_TYPES = ("lora", "full", "freeze")
+
+
+def global_batch(training_args: "Seq2SeqTrainingArguments") -> int:
+    """Sequences per optimizer step, over all processes."""
+    return (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
 
 
 def _split(value: str | None) -> list[str]:
@@ -35,7 +50,11 @@ class TsptArguments:
         metadata={"help": "Stage 2 token shares, comma-separated, one per dataset, summing to 1 (default: equal)."},
     )
     tspt_stage1_tokens: str | None = field(
-        default=None, metadata={"help": "Token budget of stage 1 (packed training tokens; accepts `5.5e9`)."}
+        default=None,
+        metadata={
+            "help": "Token budget of stage 1 (packed training tokens; accepts `5.5e9`). Sets the stage's max_steps: "
+            "tokens / (cutoff_len * per_device_train_batch_size * gradient_accumulation_steps * world size)."
+        },
     )
     tspt_stage2_tokens: str | None = field(
         default=None, metadata={"help": "Token budget of stage 2 (packed training tokens; accepts `5.5e9`)."}
@@ -47,10 +66,10 @@ class TsptArguments:
         default=None, metadata={"help": "Stage 2 peak learning rate (default: `learning_rate`)."}
     )
     tspt_stage1_warmup_ratio: float | None = field(
-        default=None, metadata={"help": "Stage 1 warmup ratio (default: `warmup_ratio`)."}
+        default=None, metadata={"help": "Stage 1 warmup, as a fraction of its steps (default: the global warmup)."}
     )
     tspt_stage2_warmup_ratio: float | None = field(
-        default=None, metadata={"help": "Stage 2 warmup ratio (default: `warmup_ratio`)."}
+        default=None, metadata={"help": "Stage 2 warmup, as a fraction of its steps (default: the global warmup)."}
     )
     tspt_vocab_corpus: str | None = field(
         default=None,
@@ -77,20 +96,96 @@ class TsptArguments:
         if used:
             raise ValueError(f"{', '.join(used)} only apply to `stage: tspt`, but `stage` is `{stage}`.")
 
-    def validate(self, data_args: "DataArguments", finetuning_args: "FinetuningArguments") -> None:
-        if finetuning_args.finetuning_type not in ("lora", "full", "freeze"):
+    def validate(
+        self,
+        model_args: "ModelArguments",
+        data_args: "DataArguments",
+        training_args: "Seq2SeqTrainingArguments",
+        finetuning_args: "FinetuningArguments",
+    ) -> None:
+        """Everything about a TSPT run that can be wrong, checked at parsing: before any work or write."""
+        if not training_args.do_train:
+            raise ValueError("`stage: tspt` trains: set `do_train: true`.")
+        if training_args.max_steps != -1:
+            raise ValueError(
+                f"`max_steps: {training_args.max_steps}` cannot be used with `stage: tspt`: each stage's steps "
+                "follow from `tspt_stage1_tokens` and `tspt_stage2_tokens`; remove `max_steps`."
+            )
+        if training_args.resume_from_checkpoint is not None:
+            raise ValueError(
+                "`resume_from_checkpoint` cannot be used with `stage: tspt`: run the same command again and each "
+                "unfinished stage resumes from its own last checkpoint."
+            )
+        if data_args.streaming and training_args.dataloader_num_workers > 0:
+            raise ValueError(
+                "`dataloader_num_workers` must be 0 with `stage: tspt` and `streaming: true`: the token-share "
+                "mixture is read in order by the main process (workers would each read the whole stream)."
+            )
+        if finetuning_args.finetuning_type not in FINETUNING_TYPES:
             raise ValueError(
                 f"`finetuning_type: {finetuning_args.finetuning_type}` is not supported by `stage: tspt`; "
-                "allowed: lora, full, freeze."
+                f"allowed: {', '.join(FINETUNING_TYPES)}."
             )
-        for stage in (1, 2):
+        if data_args.dataset is not None:
+            raise ValueError(
+                "`dataset` is not used by `stage: tspt`: name each stage's datasets in `tspt_stage1_dataset` "
+                "and `tspt_stage2_dataset`."
+            )
+        if data_args.packing is False:
+            raise ValueError(
+                "`packing: false` is not supported by `stage: tspt`: budgets and shares count packed "
+                "`cutoff_len`-token blocks; remove `packing`."
+            )
+        if data_args.tokenized_path is not None:
+            raise ValueError("`tokenized_path` is not supported by `stage: tspt`: each stage mixes its own datasets.")
+        if data_args.interleave_probs is not None or data_args.mix_strategy != "concat":
+            raise ValueError(
+                "`mix_strategy` and `interleave_probs` are not used by `stage: tspt`: set the token shares with "
+                "`tspt_stage1_mix` and `tspt_stage2_mix`."
+            )
+        for stage in STAGES:
             key = f"tspt_stage{stage}_dataset"
             names = self.stage_datasets(stage)
             if not names:
                 raise ValueError(f"`{key}` is required with `stage: tspt` (comma-separated registry names).")
             check_dataset_names(names, data_args.dataset_dir, key=key)
+            self._reject_ranking(names, data_args.dataset_dir, key)
             self.stage_mix(stage)
             self.stage_tokens(stage)
+            self._check_overrides(stage)
+
+        if self.tspt_vocab_corpus is not None:
+            from ..vocab import check_expansion_args
+
+            check_expansion_args(
+                self.tspt_vocab_corpus, self.tspt_vocab_size, self.tspt_vocab_init, data_args.dataset_dir
+            )
+            if model_args.adapter_name_or_path is not None:
+                raise ValueError(
+                    "`tspt_vocab_corpus` cannot start from `adapter_name_or_path`: merge the adapter first "
+                    "(`llamafactory-cli export`), then expand the merged model."
+                )
+        elif self.tspt_vocab_size is not None or self.tspt_vocab_init != "prepared":
+            raise ValueError("`tspt_vocab_size` and `tspt_vocab_init` only apply with `tspt_vocab_corpus` (stage 0).")
+
+    def stage_steps(self, stage: int, data_args: "DataArguments", training_args: "Seq2SeqTrainingArguments") -> int:
+        """Budget / tokens per optimizer step, rounded up, so a stage trains on at least its budget."""
+        return -(-self.stage_tokens(stage) // (data_args.cutoff_len * global_batch(training_args)))
+
+    def _reject_ranking(self, names: list[str], dataset_dir: str, key: str) -> None:
+        from llamafactory.data.parser import get_dataset_list
+
+        for name, attr in zip(names, get_dataset_list(names, dataset_dir)):
+            if attr.ranking:
+                raise ValueError(f"`{key}`: `{name}` is a ranking (preference) dataset; TSPT pretrains on text.")
+
+    def _check_overrides(self, stage: int) -> None:
+        learning_rate = getattr(self, f"tspt_stage{stage}_learning_rate")
+        if learning_rate is not None and not learning_rate >= 0:
+            raise ValueError(f"`tspt_stage{stage}_learning_rate` must be >= 0; got `{learning_rate}`.")
+        warmup = getattr(self, f"tspt_stage{stage}_warmup_ratio")
+        if warmup is not None and not 0 <= warmup < 1:
+            raise ValueError(f"`tspt_stage{stage}_warmup_ratio` must be in [0, 1); got `{warmup}`.")
 
     def stage_mix(self, stage: int) -> list[float]:
         key, names = f"tspt_stage{stage}_mix", self.stage_datasets(stage)
@@ -105,7 +200,7 @@ class TsptArguments:
             raise ValueError(
                 f"`{key}` has {len(shares)} shares but `tspt_stage{stage}_dataset` names {len(names)} datasets."
             )
-        if any(s <= 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-6:
+        if any(not s > 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-6:
             raise ValueError(f"`{key}: {raw}` must be positive shares that sum to 1 (they sum to {sum(shares):g}).")
         return shares
 
@@ -113,9 +208,9 @@ class TsptArguments:
         key = f"tspt_stage{stage}_tokens"
         raw = getattr(self, key)
         try:
-            tokens = int(float(str(raw)))
+            tokens = float(str(raw))
         except ValueError:
-            raise ValueError(f"`{key}` must be a positive number of tokens, such as 5.5e9; got `{raw}`.") from None
-        if tokens <= 0:
+            tokens = math.nan
+        if not (math.isfinite(tokens) and tokens >= 1):
             raise ValueError(f"`{key}` must be a positive number of tokens, such as 5.5e9; got `{raw}`.")
-        return tokens
+        return int(tokens)

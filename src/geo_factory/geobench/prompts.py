@@ -1,0 +1,124 @@
+"""Prompt wording (en/zh) and the few-shot exemplar draw.
+
+GeoBench has no dev split, so exemplars come from the task being evaluated. Each task gets one
+permutation of its questions, seeded by ``seed`` and the task name; a question's exemplars are the first
+``n_shot`` questions of that permutation other than itself (and other than exact duplicates of its stem,
+which would hand it the answer). All but a handful of questions thus share the same exemplars, which
+makes their prompts share a token prefix that the scorer computes once.
+
+Exemplars are user/assistant turns, as in LLaMA-Factory's own evaluator: an exemplar's answer is encoded
+by the chat template exactly as the scored answer is, whatever the template and tokenizer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .data import TF_LABELS, ChoiceQuestion, OpenQuestion
+
+
+@dataclass(frozen=True)
+class Wording:
+    choice_intro: str
+    tf_intro: str
+    tf_cue: str
+    answer_cue: str
+    tf_words: dict[str, str]  # label -> how the model should write it
+    open_prompts: dict[str, str]  # task -> instruction with {question}
+
+
+WORDING = {
+    "en": Wording(
+        choice_intro="The following are multiple choice questions (with answers) about geoscience.",
+        tf_intro="The following are true or false statements (with answers) about geoscience.",
+        tf_cue="True or false?",
+        answer_cue="Answer:",
+        tf_words={"True": "True", "False": "False"},
+        open_prompts={
+            "geobench_npee_noun": "Explain the geoscience term: {question}",
+            "geobench_npee_completion": "Fill in the blank marked () in this geoscience statement: {question}",
+            "geobench_npee_qa": "Answer this geoscience question: {question}",
+            "geobench_npee_discussion": "Discuss this geoscience topic: {question}",
+            "geobench_open": "{question}",
+        },
+    ),
+    "zh": Wording(
+        choice_intro="以下是关于地球科学的单项选择题（附答案）。",
+        tf_intro="以下是关于地球科学的判断题（附答案）。",
+        tf_cue="判断正误。",
+        answer_cue="答案：",
+        tf_words={"True": "正确", "False": "错误"},
+        open_prompts={
+            "geobench_npee_noun": "解释地学名词：{question}",
+            "geobench_npee_completion": "填写下列地学表述中 () 处的内容：{question}",
+            "geobench_npee_qa": "回答下列地学问题：{question}",
+            "geobench_npee_discussion": "论述下列地学问题：{question}",
+            "geobench_open": "{question}",
+        },
+    ),
+}
+
+
+def is_true_false(question: ChoiceQuestion) -> bool:
+    return question.labels == TF_LABELS
+
+
+def answer_text(question: ChoiceQuestion, label: str, lang: str) -> str:
+    """What the model should write for ``label``: the letter, or the true/false word of ``lang``."""
+    return WORDING[lang].tf_words[label] if is_true_false(question) else label
+
+
+def render(question: ChoiceQuestion, lang: str) -> str:
+    wording = WORDING[lang]
+    if is_true_false(question):
+        return f"{question.stem}\n{wording.tf_cue}\n{wording.answer_cue}"
+    options = "".join(f"\n{label}. {text}" for label, text in question.options)
+    return f"{question.stem}{options}\n{wording.answer_cue}"
+
+
+class ExemplarSampler:
+    """The exemplars of every question of one task, drawn deterministically by seed."""
+
+    def __init__(self, questions: list[ChoiceQuestion], n_shot: int, seed: int) -> None:
+        self.questions, self.n_shot = questions, n_shot
+        self.order = list(range(len(questions)))
+        if questions:
+            random.Random(f"{questions[0].task}:{seed}").shuffle(self.order)
+
+    def exemplars(self, question: ChoiceQuestion) -> tuple[int, ...]:
+        picked = []
+        for index in self.order:
+            if len(picked) == self.n_shot:
+                break
+            other = self.questions[index]
+            if other.id != question.id and other.stem != question.stem:
+                picked.append(index)
+        return tuple(picked)
+
+
+def choice_messages(
+    question: ChoiceQuestion, exemplars: list[ChoiceQuestion], lang: str, plain: bool
+) -> list[dict[str, str]]:
+    """Exemplar turns, then the question; the caller adds the assistant turn to score or generate.
+
+    ``plain``: the template adds no text around turns (base models), so turns are separated here.
+    """
+    wording = WORDING[lang]
+    intro = wording.tf_intro if is_true_false(question) else wording.choice_intro
+    messages = []
+    for i, shown in enumerate([*exemplars, question]):
+        content = render(shown, lang)
+        if i == 0:
+            content = f"{intro}\n\n{content}"
+        elif plain:
+            content = f"\n\n{content}"
+        messages.append({"role": "user", "content": content})
+        if i < len(exemplars):
+            messages.append({"role": "assistant", "content": answer_text(shown, shown.answer, lang)})
+    return messages
+
+
+def open_messages(question: OpenQuestion, lang: str) -> list[dict[str, str]]:
+    prompt = WORDING[lang].open_prompts[question.task].format(question=question.question)
+    return [{"role": "user", "content": prompt}]

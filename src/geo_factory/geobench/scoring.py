@@ -1,0 +1,264 @@
+"""Objective scoring: option likelihood (K2's method, batched) and generation with answer extraction.
+
+Likelihood: the probability of each option's first token right after the prompt, normalised over the
+options. Why batching never changes an answer: a question is scored on exactly the tokens and positions it
+would have alone. Prompts are grouped by their exemplars; the longest token prefix a group shares is run
+once and its key/value cache is given to every batch of the group. The rest of each prompt is left-padded:
+pads are masked out of the attention, positions continue from the prefix counting real tokens only
+(``attention_mask.cumsum - 1``), and with the causal mask a real token never sees a later one, so each row
+computes what it would compute alone, up to float rounding. Left padding puts every prompt's last token in
+the last column, so only that column's logits are computed (``logits_to_keep=1``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .data import ChoiceQuestion
+from .prompts import WORDING, ExemplarSampler, answer_text, choice_messages, is_true_false
+
+
+if TYPE_CHECKING:
+    from llamafactory.chat import ChatModel
+    from llamafactory.data import Template
+    from transformers import PreTrainedModel, PreTrainedTokenizer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One question ready to score: prompt token ids and the first token id of each option's answer."""
+
+    ids: list[int]
+    candidates: list[int]
+    group: tuple[int, ...]  # questions with the same exemplars share a prompt prefix
+
+
+def is_plain(template: Template) -> bool:
+    """Whether the template writes turns as bare text (base models): then the prompts separate them."""
+    return template.format_user.apply(content="x") == ["x"] and template.format_assistant.apply(content="x") == ["x"]
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(map(len, seqs))
+    for i in range(n):
+        token = seqs[0][i]
+        if any(seq[i] != token for seq in seqs):
+            return i
+    return n
+
+
+class LikelihoodScorer:
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizer, template: Template, batch_size: int
+    ) -> None:
+        self.model, self.tokenizer, self.template, self.batch_size = model, tokenizer, template, batch_size
+        self.plain = is_plain(template)
+        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.keep_last = {"logits_to_keep": 1} if getattr(base, "_supports_logits_to_keep", bool)() else {}
+        self.prefix_cache_ok = True  # turned off for caches this scorer cannot expand (sliding window, hybrid)
+        self._answers: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+
+    def answer_tokens(self, answers: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """(tokens all answers start with, first token where each answer differs), as the template encodes them."""
+        if answers not in self._answers:
+            encoded = [
+                self.template.encode_oneturn(
+                    self.tokenizer, [{"role": "user", "content": ""}, {"role": "assistant", "content": answer}]
+                )[1]
+                for answer in answers
+            ]
+            common = _common_prefix(encoded)
+            if any(len(ids) == common for ids in encoded) or len({ids[common] for ids in encoded}) != len(answers):
+                raise ValueError(f"The answers {answers} cannot be told apart by one token with this tokenizer.")
+            self._answers[answers] = (encoded[0][:common], [ids[common] for ids in encoded])
+        return self._answers[answers]
+
+    def encode(self, messages: list[dict[str, str]], answers: tuple[str, ...], group: tuple[int, ...]) -> Encoded:
+        common, candidates = self.answer_tokens(answers)
+        prompt_ids, _ = self.template.encode_oneturn(
+            self.tokenizer, [*messages, {"role": "assistant", "content": answers[0]}]
+        )
+        return Encoded(prompt_ids + common, candidates, group)
+
+    @torch.no_grad()
+    def score(self, items: list[Encoded]) -> Iterator[list[tuple[int, list[float]]]]:
+        """Per batch, (index in ``items``, log-probability of each candidate token)."""
+        order = sorted(range(len(items)), key=lambda i: (items[i].group, -len(items[i].ids)))
+        for _, members in itertools.groupby(order, key=lambda i: items[i].group):
+            members = list(members)
+            prefix_len, cache = self._prefix([items[i].ids for i in members])
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                logprobs = self._last_logprobs([items[i].ids for i in batch], prefix_len, cache)
+                yield [(i, logprobs[row, items[i].candidates].tolist()) for row, i in enumerate(batch)]
+
+    def _prefix(self, seqs: list[list[int]]) -> tuple[int, Any]:
+        """Run the prefix the sequences share (each keeps one token of its own) once, and keep its cache."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        prefix_len = min(_common_prefix(seqs), min(map(len, seqs)) - 1)
+        if not self.prefix_cache_ok or prefix_len < 1:
+            return 0, None
+
+        device = self.model.device
+        out = self.model(
+            input_ids=torch.tensor([seqs[0][:prefix_len]], device=device), use_cache=True, **self.keep_last
+        )
+        cache = out.past_key_values
+        if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            self.prefix_cache_ok = False
+            return 0, None
+        return prefix_len, cache
+
+    def _last_logprobs(self, seqs: list[list[int]], prefix_len: int, prefix_cache: Any) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        device, rows = self.model.device, len(seqs)
+        width = max(len(seq) for seq in seqs) - prefix_len
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((rows, prefix_len + width), dtype=torch.long)
+        attention_mask[:, :prefix_len] = 1
+        for row, seq in enumerate(seqs):
+            suffix = seq[prefix_len:]
+            input_ids[row, width - len(suffix) :] = torch.tensor(suffix)
+            attention_mask[row, prefix_len + width - len(suffix) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if prefix_cache is not None:
+            past = [
+                (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+                for layer in prefix_cache.layers
+            ]
+            kwargs = {"use_cache": True, "past_key_values": DynamicCache(ddp_cache_data=past)}
+        logits = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            **kwargs,
+            **self.keep_last,
+        ).logits
+        return logits[:, -1].float().log_softmax(-1).cpu()
+
+
+def normalize(logprobs: list[float]) -> list[float]:
+    """Option probabilities normalised over the options (K2's ``normalized``)."""
+    return torch.tensor(logprobs, dtype=torch.float64).softmax(-1).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation, then answer extraction
+
+
+_TF_WORDS = {"true": "True", "false": "False", "正确": "True", "错误": "False", "对": "True", "错": "False"}
+
+
+def extract_answer(text: str, question: ChoiceQuestion, lang: str) -> str | None:
+    """The option a generated reply commits to, or None (counted as an extraction failure).
+
+    Accepted: an explicit "answer is X" / "Answer: X" / "答案：X" anywhere, else a reply that starts with the
+    option itself and then punctuation or a line break ("B", "(B)", "B.", "True\n"); "A rock ..." is a word,
+    and a reply that only mentions letters is not guessed at.
+    """
+    text = text.strip()
+    if is_true_false(question):
+        words = sorted({*_TF_WORDS, *(w.lower() for w in WORDING[lang].tf_words.values())}, key=len, reverse=True)
+        options = "|".join(map(re.escape, words))
+        flags = re.IGNORECASE
+    else:
+        options = "|".join(map(re.escape, question.labels))
+        flags = 0
+    explicit = re.search(
+        rf"(?i:answer is|answer\s*[:：]|答案(?:是|为)?\s*[:：]?)\s*[(（]?\s*({options})(?![A-Za-z])", text, flags
+    )
+    leading = re.match(rf"^[(（]?\s*({options})(?:[.)）．、:：,，\n]|$)", text, flags)
+    match = explicit or leading
+    if match is None:
+        return None
+    answer = match.group(1)
+    return _TF_WORDS.get(answer.lower(), answer) if is_true_false(question) else answer
+
+
+def generate(chat_model: ChatModel, conversations: list[list[dict[str, str]]], concurrency: int) -> list[str]:
+    """Replies from LLaMA-Factory's inference engine, ``concurrency`` requests at a time (vLLM batches them)."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        responses = pool.map(lambda messages: chat_model.chat(messages)[0].response_text, conversations)
+        return list(responses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Objective tasks, batch by batch, as predictions.jsonl records
+
+
+def _answers(question: ChoiceQuestion, lang: str) -> tuple[str, ...]:
+    return tuple(answer_text(question, label, lang) for label in question.labels)
+
+
+def _messages(
+    questions: list[ChoiceQuestion], question: ChoiceQuestion, shots: tuple[int, ...], lang: str, plain: bool
+):
+    return choice_messages(question, [questions[i] for i in shots], lang, plain)
+
+
+def likelihood_records(
+    scorer: LikelihoodScorer,
+    questions: list[ChoiceQuestion],
+    todo: list[ChoiceQuestion],
+    n_shot: int,
+    seed: int,
+    lang: str,
+) -> Iterator[list[dict[str, Any]]]:
+    """Score ``todo`` (exemplars come from all of ``questions``); yield each batch's records."""
+    sampler = ExemplarSampler(questions, n_shot, seed)
+    items = []
+    for question in todo:
+        shots = sampler.exemplars(question)
+        items.append(
+            scorer.encode(_messages(questions, question, shots, lang, scorer.plain), _answers(question, lang), shots)
+        )
+    for batch in scorer.score(items):
+        records = []
+        for i, logprobs in batch:
+            question = todo[i]
+            probs = dict(zip(question.labels, normalize(logprobs)))
+            prediction = max(probs, key=probs.get)
+            records.append(_record(question, prediction, probs=probs))
+        yield records
+
+
+def generate_records(
+    chat_model: ChatModel,
+    questions: list[ChoiceQuestion],
+    todo: list[ChoiceQuestion],
+    n_shot: int,
+    seed: int,
+    lang: str,
+    batch_size: int,
+) -> Iterator[list[dict[str, Any]]]:
+    sampler = ExemplarSampler(questions, n_shot, seed)
+    plain = is_plain(chat_model.engine.template)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        conversations = [_messages(questions, q, sampler.exemplars(q), lang, plain) for q in batch]
+        replies = generate(chat_model, conversations, batch_size)
+        yield [_record(q, extract_answer(reply, q, lang), response=reply) for q, reply in zip(batch, replies)]
+
+
+def _record(question: ChoiceQuestion, prediction: str | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "task": question.task,
+        "id": question.id,
+        "gold": question.answer,
+        "prediction": prediction,
+        "correct": prediction == question.answer,
+        **extra,
+    }

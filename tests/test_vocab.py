@@ -1,0 +1,344 @@
+"""Vocabulary expansion (PreparedLLM): TSPT's stage 0 and ``geo-factory expand-vocab``.
+
+The expansion runs through the real console script or ``llamafactory-cli`` on the tiny model, whose
+tokenizer was trained on general text only, with the bundled demo corpora and held-out texts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from conftest import REPO, chat, example, losses, run_cli, workdir
+from geo_factory.vocab import RECORD, expand_command, init_embeddings
+
+
+GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
+HELDOUT = REPO / "benchmarks" / "data"
+BASE_VOCAB = 2048  # the tiny model's
+ADDED = 300
+
+# English, Chinese, emoji (one and several code points), a supplementary-plane character, controls and
+# other characters the tiny tokenizer lacks: all of them repeated so that some become new pieces.
+MIXED = [
+    "Subduction zones recycle oceanic lithosphere into the mantle; 俯冲带把大洋岩石圈带回地幔。",
+    "Volcano 🌋 erupts: basaltic lava 🌋🔥 flows, 火山喷发 🌋 玄武岩熔岩流动。",
+    "Family 👨‍👩‍👧 hikes to the outcrop 🪨 with a compass 🧭 and a hammer ⚒️.",
+    "Rare characters 𠀀𠀁 and 𡃁 appear in old gazetteers; 古籍中的地名 𠀀。",
+    "Tabs\tand\nnewlines, a bell \x07 and a NUL \x00 byte, café, naïve, Ω ≈ ∑, ﬁ ligature.",
+    "Zircon U–Pb ages: 4.404 ± 0.008 Ga (Jack Hills) — 锆石铀铅年龄。",
+]
+PROBES = [
+    *MIXED,
+    "🌋🌋🌋 火山 🌋 and 𠀀𠀀 again, 👨‍👩‍👧👨‍👩‍👧",
+    "Unseen: 🦕 🧪 𝔊𝔢𝔬 ∮ ☃ \x1b[0m and \u200b zero width",
+    "mixed语言text不加空格🙂end",
+    "trailing spaces   ",
+    "",
+]
+
+
+def _expand(*args: str | Path, cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [GEO_FACTORY, "expand-vocab", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"geo-factory expand-vocab exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _record(path: Path) -> dict:
+    return json.loads((path / RECORD).read_text())
+
+
+def _lines(name: str) -> list[str]:
+    return [line for line in (HELDOUT / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def expanded(tmp_path_factory, tiny_model, cli_env) -> Path:
+    """The tiny model expanded by 300 tokens on both demo corpora, through the console script."""
+    work = tmp_path_factory.mktemp("expand")
+    args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
+    _expand(*args, "--output", "expanded", cwd=work, env=cli_env)
+    return work / "expanded"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_pair(expanded, tiny_model):
+    return AutoTokenizer.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(expanded)
+
+
+def _llama_layout(tiny_model: Path, target: Path) -> Path:
+    """The tiny model with a LLaMA/Mistral-hub tokenizer: no pre-tokenizer, a Prepend/Replace normalizer,
+    string merges, and `LlamaTokenizerFast`, which transformers rebuilds from vocab and merges on load."""
+    shutil.copytree(tiny_model, target)
+    spec = json.loads((target / "tokenizer.json").read_text())
+    spec["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+        ],
+    }
+    spec["pre_tokenizer"] = None
+    spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
+    (target / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False))
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.update(tokenizer_class="LlamaTokenizerFast", legacy=False)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_command_writes_a_resized_model_and_its_tokenizer(expanded: Path, tokenizer_pair) -> None:
+    new = tokenizer_pair[1]
+    record = _record(expanded)
+    assert record["added"] == ADDED and record["base_vocab_size"] == BASE_VOCAB
+    assert record["corpus_tokens_after"] < record["corpus_tokens_before"]
+    assert len(new) == BASE_VOCAB + ADDED
+    config = json.loads((expanded / "config.json").read_text())
+    rows = load_file(expanded / "model.safetensors")["model.embed_tokens.weight"].shape[0]
+    assert config["vocab_size"] == rows == record["embedding_rows"] and rows % 64 == 0 and rows >= len(new)
+    assert not (expanded / "tokenizer.model").exists()
+    assert not any(i >= BASE_VOCAB for i in new.added_tokens_decoder), (
+        "new pieces must be vocabulary, not added tokens"
+    )
+
+
+def test_base_ids_and_general_encodings_are_kept(tokenizer_pair) -> None:
+    base, new = tokenizer_pair
+    new_vocab = new.get_vocab()
+    assert all(new_vocab[piece] == i for piece, i in base.get_vocab().items())
+    assert sorted(i for i in new_vocab.values() if i >= BASE_VOCAB) == list(range(BASE_VOCAB, BASE_VOCAB + ADDED))
+    for line in _lines("heldout_general_en.txt") + _lines("heldout_general_zh.txt"):
+        old, ids = base.encode(line, add_special_tokens=False), new.encode(line, add_special_tokens=False)
+        assert len(ids) <= len(old) and new.decode(ids) == base.decode(old)
+        if all(i < BASE_VOCAB for i in ids):
+            assert ids == old, line
+
+
+@pytest.mark.parametrize("name", ["heldout_geo_en.txt", "heldout_geo_zh.txt"])
+def test_domain_text_is_encoded_with_the_new_tokens(tokenizer_pair, name: str) -> None:
+    base, new = tokenizer_pair
+    text = "\n".join(_lines(name))
+    old, ids = base.encode(text, add_special_tokens=False), new.encode(text, add_special_tokens=False)
+    assert len(ids) < 0.95 * len(old), (len(old), len(ids))
+    used = {new.convert_ids_to_tokens(i) for i in ids if i >= BASE_VOCAB}
+    assert len(used) >= 20, used
+    if name.endswith("en.txt"):  # whole words reached through the appended merges, not single characters
+        assert sum(len(t) >= 5 and t.isascii() for t in used) >= 10, used
+    else:  # characters the base spelt in bytes, and merges of them
+        assert any(len(t) == 1 and not t.isascii() for t in used) and any(len(t) >= 2 for t in used), used
+
+
+def test_every_new_piece_is_produced_by_encoding_the_corpus(expanded: Path, tiny_model: Path, tokenizer_pair) -> None:
+    """Appended merges are reachable: each new piece is output, or made on the way to one that is."""
+    from geo_factory.datasets import registry_dir
+
+    new = tokenizer_pair[1]
+    pieces = _record(expanded)["pieces"]
+    merges = json.loads((expanded / "tokenizer.json").read_text())["model"]["merges"]
+    base_merges = json.loads((tiny_model / "tokenizer.json").read_text())["model"]["merges"]
+    assert merges[: len(base_merges)] == base_merges, "base merges keep their ranks"
+    made_from = {a + b: (a, b) for a, b in merges[len(base_merges) :]}
+    assert set(made_from) <= set(pieces)
+
+    produced = set()
+    for name in ("geo_corpus.jsonl", "general_corpus.jsonl"):
+        for line in (registry_dir() / "demo" / name).read_text(encoding="utf-8").splitlines():
+            produced.update(new.tokenize(json.loads(line)["text"]))
+    reached, todo = set(), [p for p in pieces if p in produced]
+    while todo:
+        piece = todo.pop()
+        if piece not in reached:
+            reached.add(piece)
+            todo.extend(made_from.get(piece, ()))
+    assert set(pieces) <= reached, set(pieces) - reached
+
+
+@pytest.mark.parametrize("layout", ["metaspace", "llama"])
+def test_round_trip_on_english_chinese_emoji_and_bytes(tmp_path, tiny_model, cli_env, layout: str) -> None:
+    model = tiny_model if layout == "metaspace" else _llama_layout(tiny_model, tmp_path / "llama-layout")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mixed.jsonl").write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in MIXED * 20), encoding="utf-8"
+    )
+    registry = {"mixed_demo": {"file_name": "mixed.jsonl", "columns": {"prompt": "text"}}}
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(registry))
+    _expand(
+        "--model", model, "--dataset", "mixed_demo", "--vocab-size", 200, "--output", "out", cwd=tmp_path, env=cli_env
+    )
+
+    base, new = AutoTokenizer.from_pretrained(model), AutoTokenizer.from_pretrained(tmp_path / "out")
+    pieces = _record(tmp_path / "out")["pieces"]
+    assert {"🌋", "𠀀", "锆"} <= set(pieces), "characters the base spells in bytes become tokens"
+    assert any("🌋" in p and len(p) > 1 for p in pieces), "and merge with their neighbours"
+    held_out = _lines("heldout_geo_zh.txt")[:5] + _lines("heldout_general_en.txt")[:5]
+    for text in PROBES + held_out:
+        ids = new.encode(text, add_special_tokens=False)
+        assert new.decode(ids) == text == base.decode(base.encode(text, add_special_tokens=False)), repr(text)
+    assert any(i >= BASE_VOCAB for i in new.encode(PROBES[6], add_special_tokens=False))
+
+
+def test_prepared_rows_are_the_mean_of_the_spelling_rows(expanded: Path, tiny_model: Path, tokenizer_pair) -> None:
+    base_bpe = tokenizer_pair[0].backend_tokenizer.model
+    spellings = [[t.id for t in base_bpe.tokenize(piece)] for piece in _record(expanded)["pieces"]]
+    assert any(len(ids) == 3 and all(3 <= i < 259 for i in ids) for ids in spellings), "a CJK character: 3 bytes"
+    base, new = load_file(tiny_model / "model.safetensors"), load_file(expanded / "model.safetensors")
+    end = BASE_VOCAB + ADDED
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert torch.equal(new[key][:BASE_VOCAB], base[key]), "base rows must not move"
+        prepared = torch.stack([base[key][ids].mean(dim=0) for ids in spellings])
+        torch.testing.assert_close(new[key][BASE_VOCAB:end], prepared)
+        torch.testing.assert_close(new[key][end:], base[key].mean(dim=0).expand(len(new[key]) - end, -1))
+
+
+@pytest.mark.parametrize("init", ["mean", "random"])
+def test_mean_and_random_initialization(tiny_model: Path, init: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    spellings = [[300, 301], [302], [303, 304, 305]]
+    rows = {}
+    for seed in (0, 0, 1):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model)
+        base = {"in": model.get_input_embeddings().weight.clone(), "out": model.get_output_embeddings().weight.clone()}
+        init_embeddings(model, spellings, BASE_VOCAB, init, seed=seed)
+        assert model.config.vocab_size == model.get_input_embeddings().weight.shape[0] == BASE_VOCAB + 64
+        for side, weight in (
+            ("in", model.get_input_embeddings().weight),
+            ("out", model.get_output_embeddings().weight),
+        ):
+            assert torch.equal(weight[:BASE_VOCAB], base[side])
+            new = weight[BASE_VOCAB : BASE_VOCAB + 3].detach()
+            rows.setdefault(side, []).append(new)
+            if init == "mean":
+                torch.testing.assert_close(new, base[side].mean(dim=0).expand(3, -1))
+            else:
+                assert abs(new.std().item() - model.config.initializer_range) < 0.01
+                assert not torch.allclose(new[0], base[side][spellings[0]].mean(dim=0), atol=1e-3)
+    for runs in rows.values():
+        assert torch.equal(runs[0], runs[1]), "same seed, same rows"
+        assert init == "mean" or not torch.equal(runs[0], runs[2])
+
+
+def test_streaming_reads_the_same_corpus(expanded: Path, tiny_model: Path, cli_env, tmp_path) -> None:
+    stale = tmp_path / ".streamed.tmp-1"  # what a killed run leaves: never mistaken for a finished expansion
+    stale.mkdir()
+    args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
+    _expand(*args, "--streaming", "--output", "streamed", cwd=tmp_path, env=cli_env)
+    assert _record(tmp_path / "streamed")["pieces"] == _record(expanded)["pieces"]
+    assert not stale.exists()
+
+
+def test_a_finished_expansion_is_reused_and_other_files_are_never_replaced(
+    expanded: Path, tiny_model: Path, cli_env, tmp_path
+) -> None:
+    args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
+    written = (expanded / "model.safetensors").stat().st_mtime_ns
+    proc = _expand(*args, "--output", expanded, cwd=tmp_path, env=cli_env)
+    assert "reusing it" in proc.stdout + proc.stderr
+    assert (expanded / "model.safetensors").stat().st_mtime_ns == written
+
+    settings = {"model": str(tiny_model), "dataset": "geo_corpus_demo,general_corpus_demo", "init": "prepared"}
+    with pytest.raises(ValueError, match="other vocab_size; set `--overwrite`"):
+        expand_command(**settings, vocab_size=100, output=expanded)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds other files"):
+        expand_command(**settings, vocab_size=100, output=tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"dataset": "geo_corpus_dem"},
+            "Unknown dataset `geo_corpus_dem` in `--dataset`. Did you mean: geo_corpus_demo",
+        ),
+        ({"vocab_size": 0}, "`--vocab-size` must be a positive number of new tokens; got `0`"),
+        ({"init": "zeros"}, "`--init: zeros` is not supported; allowed: prepared, mean, random"),
+        ({"max_chars": 0}, "`--max-chars` must be positive"),
+    ],
+)
+def test_invalid_settings_fail_before_any_work(tmp_path, tiny_model, overrides: dict, message: str) -> None:
+    settings = {"dataset": "geo_corpus_demo", "vocab_size": 10, "init": "prepared"} | overrides
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        expand_command(str(tiny_model), output=tmp_path / "out", **settings)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_tokenizer_without_byte_fallback_is_refused(tmp_path, tiny_model) -> None:
+    model = shutil.copytree(tiny_model, tmp_path / "no-fallback")
+    spec = json.loads((model / "tokenizer.json").read_text())
+    spec["model"]["byte_fallback"] = False
+    (model / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="needs a byte-fallback BPE tokenizer"):
+        expand_command(str(model), "geo_corpus_demo", 10, "prepared", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_tspt_stage0_then_both_stages_export_chat_and_eval(tmp_path, tiny_model, cli_env) -> None:
+    workdir(tmp_path, tiny_model)
+    run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), cwd=tmp_path, env=cli_env)
+    out = tmp_path / "saves/tiny/lora/tspt_vocab"
+    stage0 = out / "stage0"
+    assert _record(stage0)["added"] == ADDED and _record(stage0)["init"] == "prepared"
+    for stage in ("stage1", "stage2"):
+        assert losses(out / stage), f"{stage} did not train"
+        base_model = json.loads((out / stage / "adapter_config.json").read_text())["base_model_name_or_path"]
+        assert (tmp_path / base_model).resolve() == stage0.resolve(), f"{stage} did not start from stage 0"
+
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert set(config["modules_to_save"]) >= {"embed_tokens", "lm_head"}, "the new rows must be trainable"
+    adapter, start = load_file(out / "adapter_model.safetensors"), load_file(stage0 / "model.safetensors")
+    new_rows = slice(BASE_VOCAB, BASE_VOCAB + ADDED)
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        trained = next(v for k, v in adapter.items() if k.endswith(key))
+        assert trained.shape == start[key].shape
+        assert not torch.allclose(trained[new_rows], start[key][new_rows]), f"{key}: new rows did not train"
+
+    (tmp_path / "merge.yaml").write_text(
+        f"model_name_or_path: {stage0}\nadapter_name_or_path: {out}\ntemplate: mistral\n"
+        "export_dir: saves/tiny/merged_vocab\nexport_size: 1\nexport_device: cpu\nexport_legacy_format: false\n"
+    )
+    run_cli("export", tmp_path / "merge.yaml", cwd=tmp_path, env=cli_env)
+    merged = tmp_path / "saves/tiny/merged_vocab"
+    assert AutoTokenizer.from_pretrained(merged).get_vocab() == AutoTokenizer.from_pretrained(stage0).get_vocab()
+    assert not any("lora" in k or "modules_to_save" in k for k in load_file(merged / "model.safetensors"))
+
+    (tmp_path / "chat.yaml").write_text(
+        f"model_name_or_path: {merged}\ntemplate: mistral\ninfer_backend: huggingface\nmax_new_tokens: 16\n"
+        "do_sample: false\n"
+    )
+    chat(tmp_path / "chat.yaml", "什么是俯冲带？", cwd=tmp_path, env=cli_env)
+
+    (tmp_path / "eval.yaml").write_text(
+        f"model_name_or_path: {merged}\ntemplate: mistral\ntask: geobench_npee\n"
+        f"task_dir: {REPO / 'tests/fixtures/geobench/k2'}\nn_shot: 1\nmax_samples: 8\nsave_dir: saves/geobench\n"
+    )
+    run_cli("eval", tmp_path / "eval.yaml", cwd=tmp_path, env=cli_env)
+    assert json.loads((tmp_path / "saves/geobench/results.json").read_text())["tasks"]
+
+
+@pytest.mark.slow
+def test_stage0_under_torchrun_is_shared_by_both_workers(tmp_path, tiny_model, cli_env) -> None:
+    workdir(tmp_path, tiny_model)
+    env = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
+    budgets = ("tspt_stage1_tokens=1024", "tspt_stage2_tokens=1024", "plot_loss=false")
+    proc = run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *budgets, cwd=tmp_path, env=env)
+    log = proc.stdout + proc.stderr
+    assert "Process rank: 1, world size: 2" in log, log[-3000:]
+    out = tmp_path / "saves/tiny/lora/tspt_vocab"
+    assert _record(out / "stage0")["added"] == ADDED
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "a temporary stage-0 folder was left"
+    assert (out / "adapter_model.safetensors").is_file()
