@@ -24,6 +24,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("hf_home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEO_FACTORY_", "FORCE_TORCHRUN", "NPROC_"))}
     env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # as in an activated environment
         HF_HOME=str(home),
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
