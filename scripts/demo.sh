@@ -10,6 +10,8 @@ export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSF
 llamafactory-cli train examples/tiny/tiny_lora_pretrain.yaml
 llamafactory-cli train examples/tiny/tiny_lora_sft.yaml
 llamafactory-cli export examples/tiny/tiny_lora_merge.yaml
-printf 'What is a subduction zone?\nexit\n' | llamafactory-cli chat examples/tiny/tiny_chat.yaml
+# Stock LLaMA-Factory 0.9.5 `chat` on a CPU sometimes aborts (SIGABRT, status 134) *after* `exit`, when its
+# event-loop thread is torn down; the answer is already printed by then.
+printf 'What is a subduction zone?\nexit\n' | llamafactory-cli chat examples/tiny/tiny_chat.yaml || [ $? -eq 134 ]
 # GeoBench on the merged model, with the project's own small fixtures in K2's layout
 llamafactory-cli eval examples/tiny/tiny_eval.yaml model_name_or_path=saves/tiny/merged template=mistral save_dir=saves/tiny/geobench_merged
