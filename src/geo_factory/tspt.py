@@ -48,6 +48,7 @@ from torch.utils.data import IterableDataset
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .extras import write_json_atomic
 from .hparams.tspt_args import STAGES, global_batch
 
 
@@ -314,7 +315,7 @@ def run_tspt(
         run_pt(stage_model, stage_data, stage_training, stage_finetuning, callbacks)
         if training_args.should_save:  # the process that saved the trainer state
             summaries[stage] = _summarize(plans[stage], stage_training, time.time() - start)
-            _write_json(stage_dir / STAGE_MARKER, summaries[stage])
+            write_json_atomic(stage_dir / STAGE_MARKER, summaries[stage])
             _write_report(output_dir, model_args, data_args, training_args, finetuning_args, summaries)
 
         state.wait_for_everyone()  # the next stage loads what this one saved
@@ -448,16 +449,6 @@ def _summarize(plan: StageMixture, training_args: Seq2SeqTrainingArguments, wall
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """Atomically: a SIGKILL leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_report(
     output_dir: Path,
     model_args: ModelArguments,
@@ -466,7 +457,7 @@ def _write_report(
     finetuning_args: FinetuningArguments,
     summaries: dict[int, dict[str, Any]],
 ) -> None:
-    _write_json(
+    write_json_atomic(
         output_dir / REPORT_NAME,
         {
             "finished": all(stage in summaries for stage in STAGES),

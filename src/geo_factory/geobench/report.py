@@ -14,6 +14,8 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..extras import write_json_atomic
+
 
 if TYPE_CHECKING:
     from .data import ChoiceQuestion, OpenQuestion
@@ -68,7 +70,7 @@ class SaveDir:
                 )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_json(run_config, fingerprint)
+            write_json_atomic(run_config, fingerprint)
         return self._read_predictions()
 
     def _read_predictions(self) -> dict[tuple[str, int], dict[str, Any]]:
@@ -102,7 +104,7 @@ class SaveDir:
         plot(results, others, self.path / CHART)
         with open(self.path / RESULTS_LOG, "w", encoding="utf-8") as f:
             f.write(format_table(results))
-        _write_json(self.path / RESULTS, results)
+        write_json_atomic(self.path / RESULTS, results)
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
@@ -115,14 +117,6 @@ def read_results(path: str | Path) -> dict[str, Any]:
     if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
         raise ValueError(f"`compare_with` names {path}, which is not a GeoBench results.json (no `tasks`).")
     return results
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
-    tmp.replace(path)
 
 
 def _percent(part: int, whole: int) -> float | None:
