@@ -9,8 +9,10 @@
    tokens), so the goal is judged on the loss per character (the text's total NLL / its characters):
    prepared within 5% of the unexpanded model, random clearly worse. Each model is then trained a few
    more steps (the unexpanded one too) to show which start the training recovers from fastest.
+   A breakdown says where the change right after expansion comes from (see ``heldout_loss``).
 
-    python benchmarks/bench_vocab.py [--vocab-sizes 300,1000] [--train-steps 300] [--adapt-steps 30] [--json out.json]
+    python benchmarks/bench_vocab.py [--vocab-sizes 300,1000] [--shape 128x2] [--train-steps 300]
+                                     [--adapt-steps 30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +30,7 @@ HELDOUT = Path(__file__).parent / "data"
 TEXTS = ("geo_en", "geo_zh", "general_en", "general_zh")
 CORPORA = "geo_corpus_demo,general_corpus_demo"
 INITS = ("prepared", "mean", "random")
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
 def _lines(name: str) -> list[str]:
@@ -46,20 +50,57 @@ def tokens_per_1k_chars(model_dir: Path) -> dict[str, float]:
     return rates
 
 
-def heldout_loss(model_dir: Path, name: str) -> dict[str, float]:
-    """Mean loss per predicted token, and total NLL per character, over the held-out lines (each after BOS)."""
+def token_losses(model_dir: Path, name: str, tokenizer_dir: Path | None = None) -> list[list[tuple[float, int, bool]]]:
+    """Per held-out line (after BOS), each predicted token's NLL, its length in bytes, and whether it is new.
+
+    With the base model's ``tokenizer_dir``, an expanded model reads exactly what the unexpanded one read,
+    so any change in loss comes from its new output rows alone.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    nll = tokens = chars = 0
+    record = model_dir / "vocab_expansion.json"
+    first_new = json.loads(record.read_text())["base_vocab_size"] if record.exists() else len(tokenizer)
+    lines = []
     with torch.no_grad():
         for line in _lines(name):
-            ids = torch.tensor([tokenizer(line)["input_ids"]])
-            nll += model(input_ids=ids, labels=ids).loss.item() * (ids.size(1) - 1)
-            tokens, chars = tokens + ids.size(1) - 1, chars + len(line)
-    return {"per_token": nll / tokens, "per_char": nll / chars}
+            ids = tokenizer(line)["input_ids"]
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            nll = -torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+            pieces = tokenizer.convert_ids_to_tokens(ids[1:])
+            sizes = [1 if BYTE_PIECE.fullmatch(p) else len(p.encode("utf-8")) for p in pieces]
+            lines.append(list(zip(nll.tolist(), sizes, [i >= first_new for i in ids[1:]])))
+    return lines
+
+
+def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, reference=None) -> dict[str, float]:
+    """Loss per token and per character; against the unexpanded model's ``reference``, where the change comes from.
+
+    An expanded token is a run of base tokens (new merges only join what base merges made), so each one is
+    compared with the unexpanded model's NLL of the same bytes: the change at targets that are new tokens
+    (their output rows), right after a new token (their input rows), and elsewhere (mostly probability
+    that the new output rows take from base-token targets), each as a share of the reference loss.
+    """
+    chars = sum(map(len, _lines(name)))
+    total = sum(nll for line in lines for nll, _, _ in line)
+    scores = {"per_token": total / sum(map(len, lines)), "per_char": total / chars}
+    if reference is None:
+        return scores
+    parts = dict.fromkeys(("new_targets", "after_new", "elsewhere"), 0.0)
+    for line, ref_line in zip(lines, reference):
+        ref = iter(ref_line)
+        previous_new = False
+        for nll, size, new in line:
+            while size > 0:  # the base tokens spelling the same bytes
+                ref_nll, ref_size, _ = next(ref)
+                nll, size = nll - ref_nll, size - ref_size
+            parts["new_targets" if new else "after_new" if previous_new else "elsewhere"] += nll
+            previous_new = new
+    ref_total = sum(nll for line in reference for nll, _, _ in line)
+    scores.update({key: value / ref_total for key, value in parts.items()})
+    return scores
 
 
 def _train(model_dir: Path, steps: int, output_dir: Path) -> Path:
@@ -91,6 +132,7 @@ def main() -> None:
     )
     parser.add_argument("--train-steps", type=int, default=300, help="Steps on the demo corpora before expansion.")
     parser.add_argument("--adapt-steps", type=int, default=30, help="Steps on the demo corpora after expansion.")
+    parser.add_argument("--shape", default="128x2", help="Tiny model's hidden size x layers (the tests' is 128x2).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(n) for n in args.vocab_sizes.split(",")]
@@ -103,7 +145,8 @@ def main() -> None:
     held_out = ("geo_en", "geo_zh")
     with tempfile.TemporaryDirectory(prefix="bench_vocab_") as tmp:
         work = Path(tmp)
-        base = build_tiny_model(work / "tiny")
+        hidden, layers = (int(n) for n in args.shape.split("x"))
+        base = build_tiny_model(work / "tiny", hidden_size=hidden, num_layers=layers)
         compression = {"base": tokens_per_1k_chars(base)}
         for size in sizes:
             out = expand_command(str(base), CORPORA, size, "prepared", work / f"expanded-{size}")
@@ -113,12 +156,18 @@ def main() -> None:
         models = {"unexpanded": trained}
         for init in INITS:
             models[init] = expand_command(str(trained), CORPORA, sizes[0], init, work / f"init-{init}")
-        init_scores = {}
+        init_scores, reference_losses = {}, {name: token_losses(trained, name) for name in held_out}
         for label, model_dir in models.items():
             adapted = _train(model_dir, args.adapt_steps, work / f"{label}-adapted")
             init_scores[label] = {
-                "after_expansion": {name: heldout_loss(model_dir, name) for name in held_out},
-                "after_adaptation": {name: heldout_loss(adapted, name) for name in held_out},
+                "after_expansion": {
+                    name: heldout_loss(token_losses(model_dir, name), name, reference_losses[name])
+                    for name in held_out
+                },
+                "base_encoding": {
+                    name: heldout_loss(token_losses(model_dir, name, tokenizer_dir=trained), name) for name in held_out
+                },
+                "after_adaptation": {name: heldout_loss(token_losses(adapted, name), name) for name in held_out},
             }
 
     print("### Compression: tokens per 1,000 characters of held-out text (tiny model's tokenizer)\n")
@@ -153,8 +202,25 @@ def main() -> None:
                     ", ".join(f"{scores[when][n][unit] / reference[when][n][unit] - 1:+.1%}" for n in held_out)
                 )
         print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\n### Where the change right after expansion comes from, as a share of the unexpanded loss, EN, ZH\n")
     print(
-        f"\nReproduce: python benchmarks/bench_vocab.py --vocab-sizes {args.vocab_sizes} "
+        "| init | at new-token targets | right after a new token | elsewhere | "
+        "new output rows alone (base tokenizer's encoding) |"
+    )
+    print("|---|---|---|---|---|")
+    for label in INITS:
+        scores = init_scores[label]["after_expansion"]
+        cells = [
+            ", ".join(f"{scores[n][k]:+.1%}" for n in held_out) for k in ("new_targets", "after_new", "elsewhere")
+        ]
+        unexpanded = reference["after_expansion"]
+        base_encoding = init_scores[label]["base_encoding"]
+        cells.append(
+            ", ".join(f"{base_encoding[n]['per_char'] / unexpanded[n]['per_char'] - 1:+.1%}" for n in held_out)
+        )
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(
+        f"\nReproduce: python benchmarks/bench_vocab.py --vocab-sizes {args.vocab_sizes} --shape {args.shape} "
         f"--train-steps {args.train_steps} --adapt-steps {args.adapt_steps}"
     )
     if args.json:
