@@ -7,6 +7,7 @@ tokenizer was trained on general text only, with the bundled demo corpora and he
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 HELDOUT = REPO / "benchmarks" / "data"
 BASE_VOCAB = 2048  # the tiny model's
 ADDED = 300
+DEMO_CORPORA = (REPO / "data" / "demo" / "geo_corpus.jsonl", REPO / "data" / "demo" / "general_corpus.jsonl")
 
 # English, Chinese, emoji (one and several code points), a supplementary-plane character, controls and
 # other characters the tiny tokenizer lacks: all of them repeated so that some become new pieces.
@@ -68,7 +70,8 @@ def expanded(tmp_path_factory, tiny_model, cli_env) -> Path:
     """The tiny model expanded by 300 tokens on both demo corpora, through the console script."""
     work = tmp_path_factory.mktemp("expand")
     args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
-    _expand(*args, "--output", "expanded", cwd=work, env=cli_env)
+    proc = _expand(*args, "--output", "expanded", cwd=work, env=cli_env)
+    (work / "expand-vocab.log").write_text(proc.stderr)
     return work / "expanded"
 
 
@@ -108,6 +111,18 @@ def test_command_writes_a_resized_model_and_its_tokenizer(expanded: Path, tokeni
     rows = load_file(expanded / "model.safetensors")["model.embed_tokens.weight"].shape[0]
     assert config["vocab_size"] == rows == record["embedding_rows"] and rows % 64 == 0 and rows >= len(new)
     assert not (expanded / "tokenizer.model").exists()
+    corpus_chars = sum(
+        len(json.loads(line)["text"])
+        for path in DEMO_CORPORA
+        for line in path.read_text().splitlines()
+        if line.strip()
+    )
+    bar = re.search(
+        r"Reading the vocabulary corpus: ([\d.]+)kchar", (expanded.parent / "expand-vocab.log").read_text()
+    )
+    assert bar and float(bar.group(1)) == pytest.approx(corpus_chars / 1000, abs=0.5), (
+        "no progress bar over the corpus"
+    )
     assert not any(i >= BASE_VOCAB for i in new.added_tokens_decoder), (
         "new pieces must be vocabulary, not added tokens"
     )
