@@ -80,8 +80,9 @@ def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, referenc
 
     An expanded token is a run of base tokens (new merges only join what base merges made), so each one is
     compared with the unexpanded model's NLL of the same bytes: the change at targets that are new tokens
-    (their output rows), right after a new token (their input rows), and elsewhere (mostly probability
-    that the new output rows take from base-token targets), each as a share of the reference loss.
+    (their output rows), at the target right after a new token (its input row), and elsewhere (probability
+    the new output rows take from base-token targets, and new tokens further back in the context), each as
+    a share of the reference loss.
     """
     chars = sum(map(len, _lines(name)))
     total = sum(nll for line in lines for nll, _, _ in line)
@@ -96,6 +97,8 @@ def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, referenc
             while size > 0:  # the base tokens spelling the same bytes
                 ref_nll, ref_size, _ = next(ref)
                 nll, size = nll - ref_nll, size - ref_size
+            if size < 0:
+                raise RuntimeError(f"{name}: an expanded token is not a run of base tokens; the breakdown is void.")
             parts["new_targets" if new else "after_new" if previous_new else "elsewhere"] += nll
             previous_new = new
     ref_total = sum(nll for line in reference for nll, _, _ in line)

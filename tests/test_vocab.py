@@ -203,6 +203,30 @@ def test_round_trip_on_english_chinese_emoji_and_bytes(tmp_path, tiny_model, cli
     assert any(i >= BASE_VOCAB for i in new.encode(PROBES[6], add_special_tokens=False))
 
 
+def test_an_added_token_after_the_bpe_vocabulary_keeps_its_id(tmp_path, tiny_model, cli_env) -> None:
+    """Like the `<pad>` many LLaMA-2 fine-tunes add at id 32000: new pieces go after it, and it stays put."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tmp_path / "with-pad"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    args = ("--model", model_dir, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", 100)
+    _expand(*args, "--output", "out", cwd=tmp_path, env=cli_env)
+
+    new = AutoTokenizer.from_pretrained(tmp_path / "out")
+    pieces = _record(tmp_path / "out")["pieces"]
+    assert new.pad_token_id == BASE_VOCAB and new.convert_tokens_to_ids(pieces[0]) == BASE_VOCAB + 1
+    assert len(new) == BASE_VOCAB + 1 + len(pieces)
+    for text in [*PROBES, *_lines("heldout_geo_en.txt")[:5]]:
+        ids = new.encode(text, add_special_tokens=False)
+        assert BASE_VOCAB not in ids and new.decode(ids) == text, repr(text)
+    assert {new.convert_tokens_to_ids(p) for p in pieces} & set(new.encode(" ".join(pieces)))
+
+
 def test_prepared_rows_are_the_mean_of_the_spelling_rows(expanded: Path, tiny_model: Path, tokenizer_pair) -> None:
     base_bpe = tokenizer_pair[0].backend_tokenizer.model
     spellings = [[t.id for t in base_bpe.tokenize(piece)] for piece in _record(expanded)["pieces"]]

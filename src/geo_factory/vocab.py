@@ -71,7 +71,7 @@ def check_expansion_args(
     names = [n.strip() for n in corpus.split(",") if n.strip()] if isinstance(corpus, str) else list(corpus or [])
     if not names:
         raise ValueError(f"`{corpus_key}` needs at least one registry dataset name.")
-    if not isinstance(vocab_size, int) or vocab_size <= 0:
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
         raise ValueError(f"`{size_key}` must be a positive number of new tokens; got `{vocab_size}`.")
     if init not in INIT_METHODS:
         raise ValueError(f"`{init_key}: {init}` is not supported; allowed: {', '.join(INIT_METHODS)}.")
@@ -163,6 +163,7 @@ def expand_vocabulary(
         "vocab_size": vocab_size,
         "init": init,
         "max_chars": max_chars,
+        "seed": seed if init == "random" else None,  # only random rows depend on it
     }
     done = _finished_settings(output_dir)
     if done is not None and {k: done.get(k) for k in settings} == settings:
@@ -412,6 +413,8 @@ class VocabExpansion:
         spec = json.loads(json.dumps(self.spec))
         model = spec["model"]
         model["vocab"].update({piece: self.first_id + i for i, piece in enumerate(self.pieces)})
+        for added in spec["added_tokens"]:  # e.g. a `<pad>` after the BPE vocabulary: `from_str` would renumber it
+            model["vocab"].setdefault(added["content"], added["id"])
         base_merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
         model["merges"] = base_merges + [list(m) for m in self.merges]
         return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
@@ -425,6 +428,7 @@ class VocabExpansion:
         vocab = expanded.get_vocab()
         lost = [p for p, i in self.vocab.items() if vocab.get(p) != i]
         lost += [p for i, p in enumerate(self.pieces) if vocab.get(p) != self.first_id + i]
+        lost += [t.content for i, t in base.added_tokens_decoder.items() if vocab.get(t.content) != i]
         if lost:
             raise RuntimeError(f"The saved tokenizer does not keep the ids of {len(lost)} pieces, e.g. {lost[:5]}.")
         for text in sample:
@@ -479,7 +483,7 @@ def init_embeddings(
     ``prepared``: the mean of the base rows of the pieces that spell the token (PreparedLLM), so the
     model reads and predicts the new token roughly as it did its spelling; ``mean``: the mean of all
     base rows; ``random``: normal with the model's ``initializer_range``, as a fresh model would.
-    Rows that only pad the matrix to a multiple of 64 (as LLaMA-Factory resizes) get the mean.
+    Rows that a resize adds only to pad the matrix to a multiple of 64 (as LLaMA-Factory resizes) get the mean.
     """
     import torch
 
