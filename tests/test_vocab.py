@@ -268,6 +268,22 @@ def test_mean_and_random_initialization(tiny_model: Path, init: str) -> None:
         assert init == "mean" or not torch.equal(runs[0], runs[2])
 
 
+def test_prepared_rows_in_bf16_with_tied_embeddings(tiny_model: Path) -> None:
+    """A model that ties its output layer to its input embeddings, loaded in bf16 as the GPU yamls do."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model, tie_word_embeddings=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, config=config, dtype=torch.bfloat16)
+    base = model.get_input_embeddings().weight.detach().clone()
+    spellings = [[300, 301], [3 + 0xE5, 3 + 0x9C, 3 + 0xB0]]  # a piece pair; a character in bytes
+    init_embeddings(model, spellings, BASE_VOCAB, "prepared")
+    weight = model.get_input_embeddings().weight
+    assert weight.dtype == torch.bfloat16 and model.get_output_embeddings().weight is weight
+    assert torch.equal(weight[:BASE_VOCAB], base)
+    for row, ids in enumerate(spellings, start=BASE_VOCAB):
+        torch.testing.assert_close(weight[row], base[ids].float().mean(dim=0).to(torch.bfloat16))
+
+
 def test_streaming_reads_the_same_corpus(expanded: Path, tiny_model: Path, cli_env, tmp_path) -> None:
     stale = tmp_path / ".streamed.tmp-1"  # what a killed run leaves: never mistaken for a finished expansion
     stale.mkdir()
