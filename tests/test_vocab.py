@@ -117,12 +117,9 @@ def test_command_writes_a_resized_model_and_its_tokenizer(expanded: Path, tokeni
         for line in path.read_text().splitlines()
         if line.strip()
     )
-    bar = re.search(
-        r"Reading the vocabulary corpus: ([\d.]+)kchar", (expanded.parent / "expand-vocab.log").read_text()
-    )
-    assert bar and float(bar.group(1)) == pytest.approx(corpus_chars / 1000, abs=0.5), (
-        "no progress bar over the corpus"
-    )
+    log = (expanded.parent / "expand-vocab.log").read_text()
+    counts = re.findall(r"Reading the vocabulary corpus: ([\d.]+)kchar", log)  # refreshed while it reads: the last
+    assert counts and float(counts[-1]) == pytest.approx(corpus_chars / 1000, abs=1), "no progress bar over the corpus"
     assert not any(i >= BASE_VOCAB for i in new.added_tokens_decoder), (
         "new pieces must be vocabulary, not added tokens"
     )
