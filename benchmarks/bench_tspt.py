@@ -109,10 +109,9 @@ def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
 
 def _write_corpus(path: Path, size: int, seed: int) -> None:
     """JSON lines of demo paragraphs recombined at random: real text for the tokenizer, ``size`` bytes."""
-    paragraphs = []
-    for name in ("geo_corpus.jsonl", "general_corpus.jsonl"):
-        with open(REPO / "data" / "demo" / name, encoding="utf-8") as f:
-            paragraphs += [json.loads(line)["text"] for line in f if line.strip()]
+    from geo_factory.tiny import demo_texts
+
+    paragraphs = list(demo_texts())
     rng = random.Random(seed)
     written = 0
     with open(path, "wb") as f:

@@ -111,15 +111,9 @@ def _train(model_dir: Path, steps: int, output_dir: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from geo_factory.datasets import registry_dir
-    from geo_factory.tiny import pretrain
+    from geo_factory.tiny import demo_texts, pretrain
 
-    texts = [
-        json.loads(line)["text"]
-        for name in ("geo_corpus.jsonl", "general_corpus.jsonl")
-        for line in (registry_dir() / "demo" / name).read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    texts = list(demo_texts())
     tokenizer, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir)
     torch.manual_seed(0)
     pretrain(model, tokenizer, texts, steps)
@@ -159,19 +153,20 @@ def main() -> None:
         models = {"unexpanded": trained}
         for init in INITS:
             models[init] = expand_command(str(trained), CORPORA, sizes[0], init, work / f"init-{init}")
-        init_scores, reference_losses = {}, {name: token_losses(trained, name) for name in held_out}
+        losses = {label: {name: token_losses(d, name) for name in held_out} for label, d in models.items()}
+        init_scores = {}
         for label, model_dir in models.items():
             adapted = _train(model_dir, args.adapt_steps, work / f"{label}-adapted")
             init_scores[label] = {
                 "after_expansion": {
-                    name: heldout_loss(token_losses(model_dir, name), name, reference_losses[name])
-                    for name in held_out
-                },
-                "base_encoding": {
-                    name: heldout_loss(token_losses(model_dir, name, tokenizer_dir=trained), name) for name in held_out
+                    name: heldout_loss(losses[label][name], name, losses["unexpanded"][name]) for name in held_out
                 },
                 "after_adaptation": {name: heldout_loss(token_losses(adapted, name), name) for name in held_out},
             }
+            if label != "unexpanded":
+                init_scores[label]["base_encoding"] = {
+                    name: heldout_loss(token_losses(model_dir, name, tokenizer_dir=trained), name) for name in held_out
+                }
 
     print("### Compression: tokens per 1,000 characters of held-out text (tiny model's tokenizer)\n")
     print("| text | base | " + " | ".join(f"+{n} tokens | change" for n in sizes) + " |")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from conftest import REPO, chat, example, losses, run_cli, workdir
+from geo_factory.tiny import demo_texts
 from geo_factory.vocab import RECORD, expand_command, init_embeddings
 
 
@@ -26,7 +27,6 @@ GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 HELDOUT = REPO / "benchmarks" / "data"
 BASE_VOCAB = 2048  # the tiny model's
 ADDED = 300
-DEMO_CORPORA = (REPO / "data" / "demo" / "geo_corpus.jsonl", REPO / "data" / "demo" / "general_corpus.jsonl")
 
 # English, Chinese, emoji (one and several code points), a supplementary-plane character, controls and
 # other characters the tiny tokenizer lacks: all of them repeated so that some become new pieces.
@@ -111,12 +111,7 @@ def test_command_writes_a_resized_model_and_its_tokenizer(expanded: Path, tokeni
     rows = load_file(expanded / "model.safetensors")["model.embed_tokens.weight"].shape[0]
     assert config["vocab_size"] == rows == record["embedding_rows"] and rows % 64 == 0 and rows >= len(new)
     assert not (expanded / "tokenizer.model").exists()
-    corpus_chars = sum(
-        len(json.loads(line)["text"])
-        for path in DEMO_CORPORA
-        for line in path.read_text().splitlines()
-        if line.strip()
-    )
+    corpus_chars = sum(map(len, demo_texts()))
     log = (expanded.parent / "expand-vocab.log").read_text()
     counts = re.findall(r"Reading the vocabulary corpus: ([\d.]+)kchar", log)  # refreshed while it reads: the last
     assert counts and float(counts[-1]) == pytest.approx(corpus_chars / 1000, abs=1), "no progress bar over the corpus"
@@ -153,8 +148,6 @@ def test_domain_text_is_encoded_with_the_new_tokens(tokenizer_pair, name: str) -
 
 def test_every_new_piece_is_produced_by_encoding_the_corpus(expanded: Path, tiny_model: Path, tokenizer_pair) -> None:
     """Appended merges are reachable: each new piece is output, or made on the way to one that is."""
-    from geo_factory.datasets import registry_dir
-
     new = tokenizer_pair[1]
     pieces = _record(expanded)["pieces"]
     merges = json.loads((expanded / "tokenizer.json").read_text())["model"]["merges"]
@@ -163,10 +156,7 @@ def test_every_new_piece_is_produced_by_encoding_the_corpus(expanded: Path, tiny
     made_from = {a + b: (a, b) for a, b in merges[len(base_merges) :]}
     assert set(made_from) <= set(pieces)
 
-    produced = set()
-    for name in ("geo_corpus.jsonl", "general_corpus.jsonl"):
-        for line in (registry_dir() / "demo" / name).read_text(encoding="utf-8").splitlines():
-            produced.update(new.tokenize(json.loads(line)["text"]))
+    produced = {piece for text in demo_texts() for piece in new.tokenize(text)}
     reached, todo = set(), [p for p in pieces if p in produced]
     while todo:
         piece = todo.pop()

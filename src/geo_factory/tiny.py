@@ -20,7 +20,11 @@ SPECIALS = ("<unk>", "<s>", "</s>")
 METASPACE = "\u2581"
 
 
-def _corpus_texts(names: tuple[str, ...]) -> Iterator[str]:
+DEMO_CORPORA = ("geo_corpus.jsonl", "general_corpus.jsonl")
+
+
+def demo_texts(names: tuple[str, ...] = DEMO_CORPORA) -> Iterator[str]:
+    """The texts of bundled demo corpora (``data/demo/<name>``): the tiny model's, the benchmarks' and the tests'."""
     for name in names:
         with open(registry_dir() / "demo" / name, encoding="utf-8") as f:
             for line in f:
@@ -87,7 +91,7 @@ def build_tiny_model(
     from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
     output_dir = Path(output_dir)
-    texts = list(_corpus_texts(corpora))
+    texts = list(demo_texts(corpora))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=train_tokenizer(iter(texts), vocab_size),
         bos_token="<s>",

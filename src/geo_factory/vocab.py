@@ -316,15 +316,14 @@ class VocabExpansion:
         """Words as the base tokenizer sees them: normalized, pre-tokenized, split before each metaspace."""
         normalizer, pre_tokenizer = self.base.normalizer, self.base.pre_tokenizer
         words: Counter[str] = Counter()
-        bar = tqdm(desc="Reading the vocabulary corpus", unit="char", unit_scale=True)  # the one long pass
-        for text in texts:
-            bar.update(len(text))
-            if normalizer is not None:
-                text = normalizer.normalize_str(text)
-            parts = [p for p, _ in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer is not None else [text]
-            for part in parts:
-                words.update(w for w in _WORD.split(part) if w)
-        bar.close()
+        with tqdm(desc="Reading the vocabulary corpus", unit="char", unit_scale=True) as bar:  # the one long pass
+            for text in texts:
+                bar.update(len(text))
+                if normalizer is not None:
+                    text = normalizer.normalize_str(text)
+                parts = [p for p, _ in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer is not None else [text]
+                for part in parts:
+                    words.update(w for w in _WORD.split(part) if w)
         return words
 
     def _symbol_words(self, words: Counter[str]) -> Counter[str]:
