@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from contextlib import ExitStack
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from safetensors.torch import load_file
 
 from conftest import CLI, chat, example, read_trainer_log, run_cli, workdir
 from geo_factory.datasets import registry_dir
+from geo_factory.hparams import GeoBenchTrainArguments, TsptArguments
 
 
 STAGES = ("stage1", "stage2")
@@ -261,12 +264,140 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env) -> None:
     assert report["stages"]["stage2"]["steps"] == 60
     assert (out / "adapter_model.safetensors").is_file()
 
+    # and once finished, the same command says so
+    assert "TSPT run already finished" in run_cli(*args, cwd=work, env=cli_env).stdout
 
-INVALID = {  # override: the error it must raise
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, list[str], str]:
+    """One step in stage 1, a budget of no whole number of steps in stage 2, on the tiny model with 64 positions."""
+    work = workdir(tmp_path_factory.mktemp("tspt_short"), tiny_model)
+    short = work / "models" / "short-mistral"
+    short.mkdir()
+    for path in tiny_model.iterdir():
+        if path.name != "config.json":
+            (short / path.name).symlink_to(path)
+    config = json.loads((tiny_model / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 64}))
+    args = [
+        "train",
+        str(example("tiny/tiny_tspt_lora.yaml")),
+        "model_name_or_path=models/short-mistral",
+        "tspt_stage1_dataset=[general_corpus_demo,geo_corpus_demo]",  # a YAML list, as LLaMA-Factory's `dataset` takes
+        "tspt_stage1_tokens=512",
+        "tspt_stage2_tokens=1000",
+        "plot_loss=false",
+        "output_dir=out",
+    ]
+    proc = run_cli(*args, cwd=work, env=cli_env)
+    return work, args, proc.stdout + proc.stderr
+
+
+def test_a_budget_of_no_whole_number_of_steps_is_rounded_up_and_logged(short_run) -> None:
+    work, _, log = short_run
+    assert (
+        "`tspt_stage2_tokens: 1000` is not a whole number of steps at 512 tokens per optimizer step (cutoff_len 128 x "
+        "per_device_train_batch_size 4 x gradient_accumulation_steps 1 x world size 1): rounded up, stage 2 trains 2 "
+        "steps, 1,024 tokens." in log
+    ), log[-3000:]
+    assert "`tspt_stage1_tokens: 512` is not" not in log  # exactly one step: nothing to say
+    stages = _report(work / "out")["stages"]
+    assert (stages["stage1"]["steps"], stages["stage1"]["planned_tokens"]) == (1, 512)
+    assert (stages["stage2"]["steps"], stages["stage2"]["planned_tokens"]) == (2, 1024)
+    assert list(stages["stage1"]["datasets"]) == ["general_corpus_demo", "geo_corpus_demo"]
+
+
+def test_cutoff_len_past_the_models_positions_is_a_warning(short_run) -> None:
+    _, _, log = short_run
+    assert "TSPT: `cutoff_len: 128` is above the model's max_position_embeddings (64)" in log, log[-3000:]
+
+
+def test_rerun_of_a_finished_run_says_where_and_overwrite_starts_over(short_run, cli_env) -> None:
+    work, args, _ = short_run
+    out = work / "out"
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    rerun = run_cli(*args, cwd=work, env=cli_env)
+    assert "TSPT run already finished: the result is in out (report: out/tspt_report.json)" in rerun.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files, "the finished run was touched"
+
+    again = run_cli(*args, "overwrite_output_dir=true", cwd=work, env=cli_env)
+    assert "already finished" not in again.stdout
+    for stage in STAGES:  # trained anew from step 1, not appended to nor resumed
+        assert [row["current_steps"] for row in read_trainer_log(out / stage) if "loss" in row] == list(
+            range(1, _report(out)["stages"][stage]["steps"] + 1)
+        )
+        assert (out / stage / "tspt_stage.json").stat().st_mtime_ns > files[out / stage / "tspt_stage.json"]
+    assert (out / "adapter_model.safetensors").stat().st_mtime_ns > files[out / "adapter_model.safetensors"]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_corpus_without_one_block_fails_before_stage1_naming_it(tmp_path, tiny_model, cli_env, streaming) -> None:
+    registry = {"geo_snippets": {"file_name": "geo_snippets.jsonl", "columns": {"prompt": "text"}}}
+    work = workdir(tmp_path, tiny_model, registry)
+    texts = ["Basalt is a mafic volcanic rock.", "Granite is a felsic plutonic rock."]
+    (work / "data" / "geo_snippets.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    proc = run_cli(
+        "train",
+        example("tiny/tiny_tspt_lora.yaml"),
+        "tspt_stage2_dataset=geo_snippets,general_corpus_demo",
+        f"streaming={str(streaming).lower()}",
+        "output_dir=out",
+        cwd=work,
+        env=cli_env,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "`geo_snippets` (in `tspt_stage2_dataset`) has no complete 128-token block: it holds" in proc.stderr
+    assert not (work / "out").exists(), "stage 1 ran before the check"
+
+
+def test_exporting_a_vocabulary_expanded_adapter_onto_the_original_base_names_stage0(
+    tmp_path, tiny_model, cli_env
+) -> None:
+    work = workdir(tmp_path, tiny_model)
+    budgets = ("tspt_stage1_tokens=512", "tspt_stage2_tokens=512", "plot_loss=false")
+    run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *budgets, cwd=work, env=cli_env)
+    adapter = "saves/tiny/lora/tspt_vocab"
+
+    merge = example("tiny/tiny_lora_merge.yaml")
+    wrong = run_cli("export", merge, f"adapter_name_or_path={adapter}", cwd=work, env=cli_env, check=False)
+    assert wrong.returncode != 0
+    expanded = json.loads((work / adapter / "stage0" / "config.json").read_text())["vocab_size"]
+    assert (
+        f"The adapter {adapter} was trained on a model with {expanded:,} token embeddings, but `model_name_or_path: "
+        "models/tiny-mistral` has 2,048" in wrong.stderr
+    ), wrong.stderr[-3000:]
+    suggested = wrong.stderr.split("Set `model_name_or_path` to the expanded model the adapter belongs to: ")[1]
+    suggested = suggested.split()[0].rstrip(".")
+    assert suggested == f"{adapter}/stage0"
+    assert not (work / "saves/tiny/merged").exists()
+
+    run_cli(
+        "export", merge, f"adapter_name_or_path={adapter}", f"model_name_or_path={suggested}", cwd=work, env=cli_env
+    )
+    assert (work / "saves/tiny/merged/model.safetensors").is_file()
+
+
+INVALID = {  # overrides (space-separated): the error they must raise
     "tspt_stage1_dataset=general_corpus_demo,geo_corpus": "Unknown dataset `geo_corpus` in `tspt_stage1_dataset`",
+    "tspt_stage1_dataset=geo_corpus_demo,geo_corpus_demo": "`tspt_stage1_dataset` names `geo_corpus_demo` more than "
+    "once: name each dataset once and give it its whole share in `tspt_stage1_mix`",
     "tspt_stage1_mix=0.6,0.3": "`tspt_stage1_mix: 0.6,0.3` must be positive shares that sum to 1",
+    "tspt_stage1_mix=0.7,lots": "`tspt_stage1_mix: 0.7,lots` must be comma-separated numbers, one per dataset",
     "tspt_stage2_mix=0.5,0.3,0.2": "`tspt_stage2_mix` has 3 shares but `tspt_stage2_dataset` names 2 datasets",
     "tspt_stage2_tokens=0": "`tspt_stage2_tokens` must be a positive number of tokens",
+    "tspt_stage1_tokens=many": "`tspt_stage1_tokens` must be a positive number of tokens, such as 5.5e9; got `many`",
+    "tspt_stage1_tokens=100": "`tspt_stage1_tokens: 100` is less than one step at 512 tokens per optimizer step "
+    "(cutoff_len 128 x per_device_train_batch_size 4 x gradient_accumulation_steps 1 x world size 1): set it to at "
+    "least 512.",
+    "tspt_stage2_tokens=1000 gradient_accumulation_steps=2": "`tspt_stage2_tokens: 1000` is less than one step at "
+    "1,024 tokens per optimizer step (cutoff_len 128 x per_device_train_batch_size 4 x gradient_accumulation_steps 2 "
+    "x world size 1): set it to at least 1024.",
+    "tspt_stage1_learning_rate=fast": "`tspt_stage1_learning_rate` must be a number >= 0; got `fast`",
+    "tspt_stage2_warmup_ratio=1.5": "`tspt_stage2_warmup_ratio` must be a number in [0, 1); got `1.5`",
+    "tspt_vocab_corpus=geo_corpus_demo tspt_vocab_size=300 tspt_vocab_init=zeros": "`tspt_vocab_init: zeros` is not "
+    "supported; allowed: prepared, mean, random",
     "finetuning_type=oft": "`finetuning_type: oft` is not supported by `stage: tspt`; allowed: lora, full, freeze",
     "max_steps=5": "`max_steps: 5` cannot be used with `stage: tspt`",
 }
@@ -280,7 +411,7 @@ def invalid_runs(tmp_path_factory, tiny_model, cli_env) -> dict[str, tuple[int, 
         for override in INVALID:
             work = workdir(tmp_path_factory.mktemp("invalid"), tiny_model)
             log = logs.enter_context(open(work / "cli.log", "w"))
-            args = [CLI, "train", str(example("tiny/tiny_tspt_lora.yaml")), override, "output_dir=out"]
+            args = [CLI, "train", str(example("tiny/tiny_tspt_lora.yaml")), *override.split(), "output_dir=out"]
             runs[override] = (
                 work,
                 subprocess.Popen(args, cwd=work, env=cli_env, stdout=log, stderr=subprocess.STDOUT),
@@ -296,6 +427,16 @@ def test_invalid_configuration_fails_before_writing(invalid_runs, override) -> N
     assert returncode != 0
     assert INVALID[override] in output, output[-3000:]
     assert not wrote
+
+
+def test_help_states_each_default_of_geo_factory_once(tmp_path, cli_env) -> None:
+    """argparse appends `(default: ...)` itself: a help text that says its own default too reads it twice."""
+    text = run_cli("train", "-h", cwd=tmp_path, env=cli_env).stdout
+    blocks = re.split(r"\n  (?=--)", text)
+    options = [" ".join(block.split()) for block in blocks if block.startswith(("--tspt_", "--geobench_"))]
+    assert len(options) == len(fields(TsptArguments)) + len(fields(GeoBenchTrainArguments)), options
+    for option in options:
+        assert option.count("default:") == 1, option
 
 
 def test_two_cpu_workers_under_torchrun(lora_run, tmp_path, tiny_model, cli_env) -> None:

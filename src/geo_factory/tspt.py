@@ -16,8 +16,8 @@ and warmup, and the weights to start from.
   like a ``stage: pt`` output, with the same capacity as the one-stage baseline's adapter.
   Full and freeze: stage 2 loads the model that stage 1 saved.
 - Resume: a finished stage leaves ``tspt_stage.json`` (written atomically, after its model) and is skipped
-  on a re-run; an unfinished one resumes from its last complete ``checkpoint-N``. ``overwrite_output_dir``
-  starts over, as for ``stage: pt``.
+  on a re-run; an unfinished one resumes from its last complete ``checkpoint-N``; a finished run is found at
+  parsing and says where its result is. ``overwrite_output_dir`` starts over, as for ``stage: pt``.
 """
 
 from __future__ import annotations
@@ -86,11 +86,12 @@ class StageMixture:
     max_steps: int
     blocks: int  # blocks the stage trains on: max_steps x global batch
     seed: int
+    start: dict[str, Any]  # what the run starts from: base model, finetuning type, stage-0 vocabulary
     blocks_per_pass: list[int | None] = field(default_factory=list)  # per dataset, once known
 
     def fingerprint(self) -> dict[str, Any]:
         """What a finished stage must match to be reused by a re-run."""
-        return {k: getattr(self, k) for k in ("datasets", "shares", "tokens", "block_size")}
+        return {**{k: getattr(self, k) for k in ("datasets", "shares", "tokens", "block_size")}, **self.start}
 
     def counts(self, blocks: int | None = None) -> list[int]:
         """Blocks per dataset among the first ``blocks`` of the schedule (default: all of them)."""
@@ -111,9 +112,15 @@ def mixture_schedule(shares: list[float], blocks: int) -> Iterator[int]:
 
 
 def plan_stage(
-    stage: int, tspt: TsptArguments, data_args: DataArguments, training_args: Seq2SeqTrainingArguments
+    stage: int,
+    tspt: TsptArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Seq2SeqTrainingArguments,
+    finetuning_args: FinetuningArguments,
 ) -> StageMixture:
     max_steps = tspt.stage_steps(stage, data_args, training_args)
+    vocab = [getattr(tspt, key) for key in ("tspt_vocab_corpus", "tspt_vocab_size", "tspt_vocab_init")]
     return StageMixture(
         stage=stage,
         datasets=tspt.stage_datasets(stage),
@@ -123,6 +130,11 @@ def plan_stage(
         max_steps=max_steps,
         blocks=max_steps * global_batch(training_args),
         seed=training_args.seed,
+        start={
+            "model_name_or_path": model_args.model_name_or_path,
+            "finetuning_type": finetuning_args.finetuning_type,
+            "vocab": vocab if tspt.tspt_vocab_corpus is not None else None,
+        },
     )
 
 
@@ -276,8 +288,9 @@ def run_tspt(
     """Stage 0 (if configured), stage 1 and stage 2, each a ``run_pt``; then the result is published at output_dir."""
     tspt: TsptArguments = finetuning_args.tspt
     output_dir, overwrite = Path(training_args.output_dir), training_args.overwrite_output_dir
-    plans = {stage: plan_stage(stage, tspt, data_args, training_args) for stage in STAGES}
+    plans = _plans(tspt, model_args, data_args, training_args, finetuning_args)
     summaries = {} if overwrite else _finished_stages(output_dir, plans)
+    _warn_past_positions(model_args, data_args)
     state = PartialState()
     if overwrite and training_args.should_save:  # stale markers must not survive into a later resume
         for stage in STAGES:
@@ -297,6 +310,7 @@ def run_tspt(
             extra = [*(finetuning_args.freeze_extra_modules or []), "embed_tokens", "lm_head"]
             finetuning_args.freeze_extra_modules = list(dict.fromkeys(extra))
 
+    _check_blocks([plans[stage] for stage in STAGES if stage not in summaries], model_args, data_args, training_args)
     for stage in STAGES:
         stage_dir = output_dir / f"stage{stage}"
         if stage in summaries:
@@ -329,8 +343,135 @@ def run_tspt(
     state.wait_for_everyone()
 
 
+def stop_if_finished(
+    tspt: TsptArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Seq2SeqTrainingArguments,
+    finetuning_args: FinetuningArguments,
+) -> None:
+    """At parsing: a re-run of a finished run says where its result is and exits 0.
+
+    LLaMA-Factory would refuse the ``output_dir`` that holds the result. A stage finished with another configuration
+    is an error here, before any work. The weights are published last, so a run cut short while publishing goes on.
+    """
+    if training_args.overwrite_output_dir:
+        return
+    output_dir = Path(training_args.output_dir)
+    finished = _finished_stages(output_dir, _plans(tspt, model_args, data_args, training_args, finetuning_args))
+    if len(finished) == len(STAGES) and any((output_dir / name).is_file() for name in CHECKPOINT_NAMES):
+        logger.info_rank0(
+            f"TSPT run already finished: the result is in {output_dir} (report: {output_dir / REPORT_NAME}). Nothing "
+            "to do; set `overwrite_output_dir: true` to train it again."
+        )
+        raise SystemExit(0)
+
+
+def _plans(
+    tspt: TsptArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Seq2SeqTrainingArguments,
+    finetuning_args: FinetuningArguments,
+) -> dict[int, StageMixture]:
+    return {stage: plan_stage(stage, tspt, model_args, data_args, training_args, finetuning_args) for stage in STAGES}
+
+
+def _warn_past_positions(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Every packed block is ``cutoff_len`` tokens long: past the model's positions, all of them run out of range."""
+    from llamafactory.model import load_config
+
+    positions = getattr(load_config(model_args), "max_position_embeddings", None)
+    if positions is not None and data_args.cutoff_len > positions and model_args.rope_scaling is None:
+        logger.warning_rank0(
+            f"TSPT: `cutoff_len: {data_args.cutoff_len}` is above the model's max_position_embeddings ({positions}): "
+            f"every packed block reaches positions the model was not trained on. Lower `cutoff_len` to {positions} "
+            "or less, or set `rope_scaling` to extend the positions."
+        )
+
+
+def _check_blocks(
+    plans: list[StageMixture],
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Seq2SeqTrainingArguments,
+) -> None:
+    """Every dataset of the stages to run has a complete ``cutoff_len`` block, found before stage 1 trains.
+
+    Packing joins one preprocessing batch of texts and cuts it into blocks, so a dataset has one as soon as one
+    batch holds ``cutoff_len`` tokens: usually the first, and only a dataset too small reads to its end.
+    """
+    if not plans:
+        return
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.data.loader import _get_dataset_processor
+
+    tokenizer = load_tokenizer(model_args)["tokenizer"]  # the stages' own: stage 0's expanded one, if any
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    preprocess = _get_dataset_processor(data_args, "pt", template, tokenizer, None).preprocess_dataset
+    stages = {
+        name: [plan.stage for plan in plans if name in plan.datasets] for plan in plans for name in plan.datasets
+    }
+    local = not data_args.data_shared_file_system
+    with training_args.main_process_first(desc="check datasets", local=local):
+        attrs = get_dataset_list(list(stages), data_args.dataset_dir)
+        for (name, in_stages), attr in zip(stages.items(), attrs):
+            source, tokens = _load_source(attr, model_args, data_args, training_args), 0
+            for batch in source.iter(batch_size=data_args.preprocessing_batch_size):
+                if preprocess(batch)["input_ids"]:  # LLaMA-Factory's own packing of this batch
+                    break
+                texts = [prompt[0]["content"] for prompt in batch["_prompt"]]
+                tokens += sum(map(len, tokenizer(texts, add_special_tokens=False)["input_ids"])) + len(texts)  # + eos
+            else:
+                keys = " and ".join(f"`tspt_stage{stage}_dataset`" for stage in in_stages)
+                raise ValueError(
+                    f"`{name}` (in {keys}) has no complete {data_args.cutoff_len}-token block: it holds {tokens:,} "
+                    "tokens. Add text to it, remove it from the stage, or lower `cutoff_len`."
+                )
+
+
+def check_adapter_vocabulary(tokenizer: PreTrainedTokenizer, model_args: ModelArguments) -> None:
+    """Before any weight loads: adapters that carry embedding and output layers must fit the base model.
+
+    A LoRA adapter trained after stage 0 holds the expanded layers; on the original base model peft would stop
+    only after loading the weights, with a bare size mismatch.
+    """
+    from llamafactory.model import load_config
+    from safetensors import safe_open
+
+    from .vocab import RECORD
+
+    rows = getattr(load_config(model_args), "vocab_size", None) if model_args.adapter_name_or_path else None
+    if rows is None:
+        return
+    if model_args.resize_vocab and len(tokenizer) > rows:  # as LLaMA-Factory's resize_embedding_layer will
+        rows = -(-len(tokenizer) // 64) * 64
+    for adapter in map(Path, model_args.adapter_name_or_path):
+        weights = adapter / "adapter_model.safetensors"
+        if not weights.is_file():
+            continue
+        with safe_open(weights, framework="pt") as f:
+            layers = [k for k in f.keys() if k.endswith(("embed_tokens.weight", "lm_head.weight"))]  # noqa: SIM118
+            trained = {f.get_slice(k).get_shape()[0] for k in layers} - {rows}
+        if not trained:
+            continue
+        stage0 = next(
+            (d / "stage0" for d in (adapter, *adapter.parents[:2]) if (d / "stage0" / RECORD).is_file()), None
+        )
+        if stage0 is None and (adapter / "adapter_config.json").is_file():
+            stage0 = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get(
+                "base_model_name_or_path"
+            )
+        raise ValueError(
+            f"The adapter {adapter} was trained on a model with {max(trained):,} token embeddings, but "
+            f"`model_name_or_path: {model_args.model_name_or_path}` has {rows:,}: the adapter's model had its "
+            "vocabulary expanded (TSPT stage 0 or `geo-factory expand-vocab`). Set `model_name_or_path` to the "
+            f"expanded model the adapter belongs to{f': {stage0}' if stage0 else ''}."
+        )
+
+
 def _finished_stages(output_dir: Path, plans: dict[int, StageMixture]) -> dict[int, dict[str, Any]]:
-    """Summaries of the stages a previous run finished; an error if one was run with other data or budget."""
+    """Summaries of the stages a previous run finished; an error if one was run with other data, budget or start."""
     summaries = {}
     for stage, plan in plans.items():
         marker = output_dir / f"stage{stage}" / STAGE_MARKER
@@ -338,7 +479,7 @@ def _finished_stages(output_dir: Path, plans: dict[int, StageMixture]) -> dict[i
             continue
         with open(marker, encoding="utf-8") as f:
             summary = json.load(f)
-        changed = [k for k, v in plan.fingerprint().items() if summary["plan"][k] != v]
+        changed = [k for k, v in plan.fingerprint().items() if summary["plan"].get(k) != v]
         if changed:
             raise ValueError(
                 f"{marker.parent} was finished with other {', '.join(changed)} than configured now; set "

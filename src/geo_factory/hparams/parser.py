@@ -24,6 +24,9 @@ def apply_extension_args(
     """Validate geo-factory's arguments right after parsing, before any model, data or output work."""
     if finetuning_args.stage == "tspt":
         tspt_args.validate(model_args, data_args, training_args, finetuning_args)
+        from ..tspt import stop_if_finished
+
+        stop_if_finished(tspt_args, model_args, data_args, training_args, finetuning_args)
         # LLaMA-Factory insists on a dataset for training, and on max_steps when streaming: give it TSPT's own.
         data_args.dataset = tspt_args.all_datasets()
         if data_args.streaming:

@@ -2,6 +2,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
+from llamafactory.extras import logging
+
 from ..datasets import check_dataset_names
 
 
@@ -9,6 +11,8 @@ if TYPE_CHECKING:
     from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments
     from transformers import Seq2SeqTrainingArguments
 
+
+logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
 
 STAGES = (1, 2)
 FINETUNING_TYPES = ("lora", "full", "freeze")
@@ -23,8 +27,22 @@ def global_batch(training_args: "Seq2SeqTrainingArguments") -> int:
     )
 
 
-def _split(value: str | None) -> list[str]:
-    return [item.strip() for item in str(value).split(",") if item.strip()] if value is not None else []
+def _split(value: str | list | None) -> list[str]:
+    """Comma-separated, or a YAML list as LLaMA-Factory's own `dataset` accepts."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _number(value: object) -> float:
+    """A float from what YAML or the command line handed over (``1e-3``, ``"5.5e9"``, ``10240``); NaN if none."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(str(value))
+    except ValueError:
+        return math.nan
 
 
 @dataclass
@@ -43,33 +61,38 @@ class TsptArguments:
     )
     tspt_stage1_mix: str | None = field(
         default=None,
-        metadata={"help": "Stage 1 token shares, comma-separated, one per dataset, summing to 1 (default: equal)."},
+        metadata={
+            "help": "Stage 1 token shares, comma-separated, one per dataset, summing to 1; unset: equal shares."
+        },
     )
     tspt_stage2_mix: str | None = field(
         default=None,
-        metadata={"help": "Stage 2 token shares, comma-separated, one per dataset, summing to 1 (default: equal)."},
+        metadata={
+            "help": "Stage 2 token shares, comma-separated, one per dataset, summing to 1; unset: equal shares."
+        },
     )
     tspt_stage1_tokens: str | None = field(
         default=None,
         metadata={
             "help": "Token budget of stage 1 (packed training tokens; accepts `5.5e9`). Sets the stage's max_steps: "
-            "tokens / (cutoff_len * per_device_train_batch_size * gradient_accumulation_steps * world size)."
+            "tokens / (cutoff_len * per_device_train_batch_size * gradient_accumulation_steps * world size), "
+            "rounded up to whole steps; at least one step."
         },
     )
     tspt_stage2_tokens: str | None = field(
         default=None, metadata={"help": "Token budget of stage 2 (packed training tokens; accepts `5.5e9`)."}
     )
     tspt_stage1_learning_rate: float | None = field(
-        default=None, metadata={"help": "Stage 1 peak learning rate (default: `learning_rate`)."}
+        default=None, metadata={"help": "Stage 1 peak learning rate, >= 0; unset: `learning_rate`."}
     )
     tspt_stage2_learning_rate: float | None = field(
-        default=None, metadata={"help": "Stage 2 peak learning rate (default: `learning_rate`)."}
+        default=None, metadata={"help": "Stage 2 peak learning rate, >= 0; unset: `learning_rate`."}
     )
     tspt_stage1_warmup_ratio: float | None = field(
-        default=None, metadata={"help": "Stage 1 warmup, as a fraction of its steps (default: the global warmup)."}
+        default=None, metadata={"help": "Stage 1 warmup, a fraction of its steps in [0, 1); unset: the global warmup."}
     )
     tspt_stage2_warmup_ratio: float | None = field(
-        default=None, metadata={"help": "Stage 2 warmup, as a fraction of its steps (default: the global warmup)."}
+        default=None, metadata={"help": "Stage 2 warmup, a fraction of its steps in [0, 1); unset: the global warmup."}
     )
     tspt_vocab_corpus: str | None = field(
         default=None,
@@ -148,10 +171,16 @@ class TsptArguments:
             names = self.stage_datasets(stage)
             if not names:
                 raise ValueError(f"`{key}` is required with `stage: tspt` (comma-separated registry names).")
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(
+                    f"`{key}` names {', '.join(f'`{name}`' for name in twice)} more than once: name each dataset "
+                    f"once and give it its whole share in `tspt_stage{stage}_mix`."
+                )
             check_dataset_names(names, data_args.dataset_dir, key=key)
             self._reject_ranking(names, data_args.dataset_dir, key)
             self.stage_mix(stage)
-            self.stage_tokens(stage)
+            self._check_budget(stage, data_args, training_args)
             self._check_overrides(stage)
 
         if self.tspt_vocab_corpus is not None:
@@ -179,13 +208,38 @@ class TsptArguments:
             if attr.ranking:
                 raise ValueError(f"`{key}`: `{name}` is a ranking (preference) dataset; TSPT pretrains on text.")
 
+    def _check_budget(self, stage: int, data_args: "DataArguments", training_args: "Seq2SeqTrainingArguments") -> None:
+        """At least one optimizer step; a budget that is not whole steps is rounded up, and the log says so."""
+        key, tokens = f"tspt_stage{stage}_tokens", self.stage_tokens(stage)
+        step = data_args.cutoff_len * global_batch(training_args)
+        per_step = (
+            f"{step:,} tokens per optimizer step (cutoff_len {data_args.cutoff_len} x per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size} x gradient_accumulation_steps "
+            f"{training_args.gradient_accumulation_steps} x world size {training_args.world_size})"
+        )
+        if tokens < step:
+            raise ValueError(f"`{key}: {tokens}` is less than one step at {per_step}: set it to at least {step}.")
+        steps = self.stage_steps(stage, data_args, training_args)
+        if steps * step != tokens:
+            logger.warning_rank0(
+                f"`{key}: {tokens}` is not a whole number of steps at {per_step}: rounded up, stage {stage} trains "
+                f"{steps:,} steps, {steps * step:,} tokens."
+            )
+
     def _check_overrides(self, stage: int) -> None:
-        learning_rate = getattr(self, f"tspt_stage{stage}_learning_rate")
-        if learning_rate is not None and not learning_rate >= 0:
-            raise ValueError(f"`tspt_stage{stage}_learning_rate` must be >= 0; got `{learning_rate}`.")
-        warmup = getattr(self, f"tspt_stage{stage}_warmup_ratio")
-        if warmup is not None and not 0 <= warmup < 1:
-            raise ValueError(f"`tspt_stage{stage}_warmup_ratio` must be in [0, 1); got `{warmup}`.")
+        """Per-stage learning rate and warmup, as numbers: they replace LLaMA-Factory's own values as they are."""
+        for name, allowed, ok in (
+            ("learning_rate", "a number >= 0", lambda x: x >= 0),
+            ("warmup_ratio", "a number in [0, 1)", lambda x: 0 <= x < 1),
+        ):
+            key = f"tspt_stage{stage}_{name}"
+            raw = getattr(self, key)
+            if raw is None:
+                continue
+            value = _number(raw)
+            if not ok(value):  # False for NaN
+                raise ValueError(f"`{key}` must be {allowed}; got `{raw}`.")
+            setattr(self, key, value)
 
     def stage_mix(self, stage: int) -> list[float]:
         key, names = f"tspt_stage{stage}_mix", self.stage_datasets(stage)
@@ -207,10 +261,7 @@ class TsptArguments:
     def stage_tokens(self, stage: int) -> int:
         key = f"tspt_stage{stage}_tokens"
         raw = getattr(self, key)
-        try:
-            tokens = float(str(raw))
-        except ValueError:
-            tokens = math.nan
+        tokens = _number(raw)
         if not (math.isfinite(tokens) and tokens >= 1):
             raise ValueError(f"`{key}` must be a positive number of tokens, such as 5.5e9; got `{raw}`.")
         return int(tokens)
