@@ -76,7 +76,8 @@ def _outputs(save_dir: Path) -> tuple[dict, list[dict]]:
     results = json.loads((save_dir / "results.json").read_text())
     run_config = json.loads((save_dir / "run_config.json").read_text())
     assert run_config["model_name_or_path"] == results["model"]["model_name_or_path"]
-    assert "GeoBench has no dev split" in results["notes"][0]
+    objective = any(summary["kind"] == "objective" for summary in results["tasks"].values())
+    assert any("GeoBench has no dev split" in note for note in results["notes"]) == objective
 
     lines = (save_dir / "predictions.jsonl").read_text().splitlines()
     predictions = [json.loads(line) for line in lines]
@@ -84,13 +85,22 @@ def _outputs(save_dir: Path) -> tuple[dict, list[dict]]:
 
     table = (save_dir / "results.log").read_text()
     assert table.startswith(f"GeoBench: {results['model']['name']}")
+    assert f"data: {results['settings']['task_dir']} ({results['settings']['layout']} layout)" in table
+    assert ("GeoBench has no dev split" in table) == objective
     for name, summary in results["tasks"].items():
         mine = [p for p in predictions if p["task"] == name]
         if summary["kind"] == "objective":
             assert summary["scored"] == len(mine)
             assert summary["correct"] == sum(p["correct"] for p in mine)
             assert summary["accuracy"] == pytest.approx(100 * summary["correct"] / summary["scored"], abs=1e-3)
-            assert f"{summary['accuracy']:.2f}" in _row(table, name, "accuracy")
+            row = _row(table, name, "accuracy").split()
+            assert row[2:4] == [f"{summary['accuracy']:.2f}", f"{summary['chance']:.2f}"]  # the chance level beside it
+            for issue, ids in summary["data_issues"].items():
+                assert f"{issue} {len(ids)} (id" in _line(table, f"  {name}: ")
+            assert summary["fewer_shots"] == sum(p["shots"] < summary["n_shot"] for p in mine)
+            assert ("sample_ids" in summary) == (summary["scored"] < summary["total"])
+            if "sample_ids" in summary:
+                assert summary["sample_ids"] == sorted(p["id"] for p in mine)
             for p in mine:
                 assert p["correct"] == (p["prediction"] == p["gold"])
                 if "probs" in p:
@@ -111,6 +121,12 @@ def _outputs(save_dir: Path) -> tuple[dict, list[dict]]:
     with Image.open(save_dir / "geobench.png") as image:
         assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
     return results, predictions
+
+
+def _line(text: str, start: str) -> str:
+    lines = [line for line in text.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, (start, text)
+    return lines[0]
 
 
 def _row(table: str, task: str, metric: str) -> str:
@@ -173,6 +189,10 @@ def test_published_k2_layout_every_task_counted(tmp_path, tiny_model, cli_env) -
     tasks = results["tasks"]
     assert {name: tasks[name]["total"] for name in totals} == totals
     assert all(tasks[name]["scored"] == 6 for name in totals)
+    # `max_samples` draws a seeded random subset (the published files are ordered), recorded in results.json
+    assert all(len(set(tasks[name]["sample_ids"])) == 6 for name in totals)
+    assert all(tasks[name]["sample_ids"] != list(range(6)) for name in totals)
+    assert any("`max_samples: 6`: a random subset of each task" in note for note in results["notes"])
     assert len(predictions) == 6 * len(totals)
     assert tasks["geobench_npee"]["data_issues"] == {
         "duplicate_option_labels": [127],
@@ -200,10 +220,13 @@ def test_published_jiuzhou_layout_every_row_counted(tmp_path, tiny_model, cli_en
         with open(folder / file, encoding="utf-8", newline="") as f:
             assert results["tasks"][task]["total"] == sum(1 for _ in csv.reader(f))
     assert [results["tasks"][t]["total"] for t in ("geobench_npee", "geobench_apstudy")] == [177, 1390]
-    assert "geobench_npee_tf" not in results["tasks"]  # not part of JiuZhou's layout
+    assert "geobench_npee_tf" not in results["tasks"]  # not part of JiuZhou's layout, and said so
+    assert results["absent"]["geobench_npee_tf"].startswith("not part of the jiuzhou layout")
     assert results["tasks"]["geobench_npee"]["data_issues"] == {"gold_not_in_options": [150, 170]}
-    npee = [p for p in predictions if p["task"] == "geobench_npee"]
-    assert {len(p["probs"]) for p in npee} == {3, 4}  # `Null` options dropped
+    with open(folder / "objective_task_npee.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    for p in (p for p in predictions if p["task"] == "geobench_npee"):  # `Null` options dropped
+        assert len(p["probs"]) == sum(cell.strip() != "Null" for cell in rows[p["id"]][1:-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +235,7 @@ def test_published_jiuzhou_layout_every_row_counted(tmp_path, tiny_model, cli_en
 
 def test_fixtures_in_generate_mode_count_extraction_failures(tmp_path, tiny_model, cli_env) -> None:
     folder = shutil.copytree(FIXTURES / "jiuzhou", tmp_path / "jiuzhou_data")
-    _eval(
+    proc = _eval(
         tmp_path, cli_env, "gen", tiny_model,
         task="geobench", task_dir=str(folder), eval_mode="generate", template="mistral", n_shot=2, max_new_tokens=6,
         lang="zh",
@@ -226,7 +249,12 @@ def test_fixtures_in_generate_mode_count_extraction_failures(tmp_path, tiny_mode
     for name in ("geobench_npee", "geobench_apstudy"):
         failures = sum(p["prediction"] is None for p in predictions if p["task"] == name)
         assert results["tasks"][name]["extraction_failures"] == failures
-        assert _row(table, name, "extraction failures").split()[-2] == str(failures)
+        assert _row(table, name, "extraction failures").split()[-3] == str(failures)
+    # the suite's true/false task has no file in this layout: said at the start, in the table and in results.json
+    absent = "geobench_npee_tf: not part of the jiuzhou layout (it is in the k2 layout (geobench_npee.json))"
+    assert absent in proc.stdout and f"{absent}: not scored." in table
+    assert _row(table, "geobench_npee_tf", "absent").split()[1:] == ["absent", "-", "-", "-"]
+    assert "geobench_npee_tf" in results["absent"] and "geobench_npee_tf" not in results["tasks"]
     assert all(isinstance(p["response"], str) for p in predictions)
 
 
@@ -318,7 +346,8 @@ def resumed_and_batched(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, Pa
     (work / "killed_at").write_text(str(killed))
     with open(predictions, "a") as f:
         f.write('{"task": "geobench_apstudy", "id": 3')  # a line torn by the kill
-    (work / "resumed.log").write_text(run_cli("eval", path, cwd=work, env=cli_env).stderr)
+    resumed = run_cli("eval", path, cwd=work, env=cli_env)
+    (work / "resumed.log").write_text(resumed.stdout + resumed.stderr)
 
     _eval(work, cli_env, "b", tiny_model, batch_size=16, compare_with=[str(work / "a" / "results.json")], **config)
     return work, work / "a", work / "b"
@@ -330,13 +359,17 @@ def test_a_killed_run_resumes_where_it_stopped(resumed_and_batched) -> None:
     results, predictions = _outputs(a)
     assert results["tasks"]["geobench_apstudy"]["scored"] == results["tasks"]["geobench_apstudy"]["total"] == 400
     assert sorted(p["id"] for p in predictions) == list(range(400))
-    assert (work / "resumed.log").read_text().count(f"| {resumed_from}/400 ") >= 1  # the progress bar picked up there
+    log = (work / "resumed.log").read_text()
+    assert log.count(f"| {resumed_from}/400 ") >= 1  # the progress bar picked up there
+    assert f"Resuming the unfinished run in {a}: {resumed_from} predictions found." in log
 
 
 def test_batching_never_changes_an_answer(resumed_and_batched) -> None:
     _, a, b = resumed_and_batched
     one = {p["id"]: p for p in _outputs(a)[1]}
-    batched = {p["id"]: p for p in _outputs(b)[1]}
+    results, predictions = _outputs(b)
+    assert results["compared_on_other_questions"] == []  # compare_with: run A, on the same questions
+    batched = {p["id"]: p for p in predictions}
     assert one.keys() == batched.keys()
     for i, p in one.items():
         assert batched[i]["prediction"] == p["prediction"], (i, p["probs"], batched[i]["probs"])
@@ -344,7 +377,7 @@ def test_batching_never_changes_an_answer(resumed_and_batched) -> None:
 
 
 def test_a_finished_run_is_not_overwritten(resumed_and_batched, tmp_path, cli_env) -> None:
-    work, a, _ = resumed_and_batched
+    work, a, b = resumed_and_batched
     config = yaml.safe_load((work / "a.yaml").read_text())
     config["save_dir"] = str(shutil.copytree(a, tmp_path / "a"))
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
@@ -352,9 +385,16 @@ def test_a_finished_run_is_not_overwritten(resumed_and_batched, tmp_path, cli_en
     proc = run_cli("eval", tmp_path / "a.yaml", cwd=tmp_path, env=cli_env, check=False)
     assert proc.returncode != 0 and "holds a finished GeoBench run" in proc.stderr
     assert (tmp_path / "a" / "results.json").read_bytes() == before
-    run_cli("eval", tmp_path / "a.yaml", "overwrite_save_dir=true", "max_samples=5", cwd=tmp_path, env=cli_env)
+    proc = run_cli(
+        "eval", tmp_path / "a.yaml", "overwrite_save_dir=true", "max_samples=5", f"compare_with=[{b / 'results.json'}]",
+        cwd=tmp_path, env=cli_env,
+    )  # fmt: skip
     results, predictions = _outputs(tmp_path / "a")
     assert results["tasks"]["geobench_apstudy"]["scored"] == len(predictions) == 5
+    # compared with run B, which scored all 400 questions: said in a warning, results.json and results.log
+    assert results["compared_on_other_questions"] == ["geobench_apstudy (tiny-mistral)"]
+    warning = "`compare_with` runs scored other questions (other data or another subset) for: geobench_apstudy"
+    assert warning in proc.stdout and warning in (tmp_path / "a" / "results.log").read_text()
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
@@ -380,6 +420,12 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
         ({"save_dir": None}, "`save_dir` is required"),
         ({"eval_mode": "likelyhood"}, "allowed: likelihood, generate"),
         ({"lang": "fr"}, "`lang: fr` is not supported; allowed: en, zh"),
+        ({"seed": 1.5}, "`seed` must be an integer, got 1.5"),
+        ({"n_shot": True}, "`n_shot` must be an integer >= 0, got True"),
+        ({"judge_max_retries": -1}, "`judge_max_retries` must be an integer >= 0, got -1"),
+        ({"judge_max_tokens": 0}, "`judge_max_tokens` must be an integer >= 1, got 0"),
+        ({"max_new_tokens": 0}, "`max_new_tokens` must be an integer >= 1, got 0"),
+        ({"compare_with": 3}, "`compare_with` must be a list of results.json paths, got 3"),
         ({"judge_api_base": "http://127.0.0.1:1/v1"}, "`judge_api_base` and `judge_model` go together"),
         ({"judge_api_key_env": "sk-live-0123"}, "must name an environment variable"),
         ({"task_dir": "no/such/dir"}, "`task_dir: no/such/dir` is not a folder"),

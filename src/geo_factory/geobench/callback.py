@@ -13,73 +13,98 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from llamafactory.extras import logging
 from transformers import TrainerCallback
 
 from .data import detect_layout, resolve_task_dir
-from .scoring import LikelihoodScorer, likelihood_records
+from .prompts import Budget, check_n_shot, subset
+from .scoring import Encoded, LikelihoodScorer, PromptEncoder, choice_prompts, likelihood_records
 from .tasks import AVERAGE, AVERAGE_OF, expand
 
 
 if TYPE_CHECKING:
-    from llamafactory.data import Template
     from llamafactory.hparams import DataArguments, ModelArguments
     from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
     from ..hparams import GeoBenchTrainArguments
 
 
+logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
+
+
 class GeoBenchCallback(TrainerCallback):
     def __init__(
         self, geobench_args: GeoBenchTrainArguments, model_args: ModelArguments, data_args: DataArguments
     ) -> None:
-        self.args, self.data_args = geobench_args, data_args
-        folder = resolve_task_dir(geobench_args.geobench_task_dir, model_args.cache_dir, model_args.hf_hub_token)
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.model import load_tokenizer
+
+        self.args = args = geobench_args
+        folder = resolve_task_dir(args.geobench_task_dir, model_args.cache_dir, model_args.hf_hub_token)
         layout = detect_layout(folder)
-        self.questions = {t.name: t.load(folder, layout) for t in expand(geobench_args.task_names, layout, folder)}
+        self.questions = {t.name: t.load(folder, layout) for t in expand(args.task_names, layout, folder)}
+        check_n_shot("geobench_n_shot", args.geobench_n_shot, self.questions)
+        self.selected = {
+            name: subset(questions, args.geobench_max_samples, args.geobench_seed)
+            for name, questions in self.questions.items()
+        }
+        # The run's template, resolved as LLaMA-Factory resolves it but on a tokenizer of its own: by the first
+        # GeoBench step the training tokenizer's chat template has been rewritten (`empty` cannot be parsed back).
+        self.template = get_template_and_fix_tokenizer(load_tokenizer(model_args)["tokenizer"], data_args)
         self.trainer: Trainer | None = None
-        self.template: Template | None = None
+        self.encoder: PromptEncoder | None = None
+        self.prompts: dict[str, list[Encoded]] = {}
 
     def set_trainer(self, trainer: Trainer) -> None:
         self.trainer = trainer
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Build every prompt once per trainer (a TSPT stage may have expanded the vocabulary), fitted to the model."""
         if self.trainer is None:
             raise RuntimeError(
                 "GeoBenchCallback logs through its trainer, which geo_factory.hooks hands over for LLaMA-Factory's "
                 "pt and sft trainers only; this trainer was built without it."
             )
+        processing_class = kwargs["processing_class"]
+        self.encoder = PromptEncoder(getattr(processing_class, "tokenizer", processing_class), self.template)
+        positions = getattr(kwargs["model"].config.get_text_config(), "max_position_embeddings", None)
+        budget = (
+            Budget(positions, f"the model's context (`max_position_embeddings: {positions}`)") if positions else None
+        )
+        a = self.args
+        for name, questions in self.questions.items():
+            self.prompts[name] = choice_prompts(
+                self.encoder,
+                questions,
+                self.selected[name],
+                a.geobench_n_shot,
+                a.geobench_seed,
+                a.geobench_lang,
+                budget,
+            )
+            fewer = sum(len(item.group) < a.geobench_n_shot for item in self.prompts[name])
+            if fewer:
+                logger.warning_rank0(
+                    f"GeoBench: {fewer} `{name}` questions keep fewer than {a.geobench_n_shot} exemplars to fit "
+                    f"{budget.source}."
+                )
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if state.global_step % self.args.geobench_eval_steps == 0:
             should_log = control.should_log  # Trainer.log clears it: keep the step's own loss log
-            self.trainer.log(self.evaluate(kwargs["model"], kwargs["processing_class"]))
+            self.trainer.log(self.evaluate(kwargs["model"]))
             control.should_log = should_log
 
-    def evaluate(self, model: Any, processing_class: Any) -> dict[str, float]:
-        from llamafactory.data import get_template_and_fix_tokenizer
-
-        tokenizer = getattr(processing_class, "tokenizer", processing_class)
-        if self.template is None:  # the training run's template (its tokenizer is fixed already)
-            self.template = get_template_and_fix_tokenizer(tokenizer, self.data_args)
-        scorer = LikelihoodScorer(model, tokenizer, self.template, self.args.geobench_batch_size)
-        limit, metrics = self.args.geobench_max_samples, {}
+    def evaluate(self, model: Any) -> dict[str, float]:
+        scorer = LikelihoodScorer(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size)
+        metrics = {}
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad(), self.trainer.autocast_smart_context_manager():
-                for name, questions in self.questions.items():
-                    todo = questions[:limit] if limit else questions
+                for name, items in self.prompts.items():
                     records = [
-                        record
-                        for batch in likelihood_records(
-                            scorer,
-                            questions,
-                            todo,
-                            self.args.geobench_n_shot,
-                            self.args.geobench_seed,
-                            self.args.geobench_lang,
-                        )
-                        for record in batch
+                        record for batch in likelihood_records(scorer, self.selected[name], items) for record in batch
                     ]
                     metrics[f"{name}_acc"] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
         finally:

@@ -2,8 +2,10 @@
 (base model, adapters, quantization), chat templates and inference engines.
 
 Everything is checked before a model is loaded or a file written: the config keys and values, the data
-(every row of every requested task), the plan (judge for judge-only tasks, backend for likelihood scoring)
-and the ``save_dir`` state.
+(every row of every requested task), the plan (judge for judge-only tasks, backend for likelihood scoring),
+the judge's endpoint and key, every prompt against the model's context (with the tokenizer only), and the
+``save_dir`` state. Subjective answers are written as they are generated and judged afterwards, so a run
+stopped by the judge resumes with judging only.
 """
 
 from __future__ import annotations
@@ -29,16 +31,35 @@ from llamafactory.hparams.parser import (
     _verify_model_args,
     read_args,
 )
+from omegaconf import OmegaConf
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from ..hparams import GeoBenchArguments
+from ..hparams.geobench_args import check_int
 from .data import detect_layout, resolve_task_dir
-from .prompts import open_messages
-from .report import NO_DEV_SPLIT, SaveDir, format_table, read_results, summarize_objective, summarize_open
-from .scoring import LikelihoodScorer, generate, generate_records, likelihood_records
+from .prompts import Budget, check_n_shot, subset
+from .report import (
+    NO_DEV_SPLIT,
+    SaveDir,
+    format_table,
+    question_sets,
+    read_results,
+    summarize_objective,
+    summarize_open,
+)
+from .scoring import (
+    Chat,
+    LikelihoodScorer,
+    PromptEncoder,
+    chat_prompts,
+    choice_prompts,
+    generate,
+    generate_records,
+    likelihood_records,
+)
 from .subjective import Judge, reference_scores
-from .tasks import AVERAGE, AVERAGE_OF, expand
+from .tasks import AVERAGE, AVERAGE_OF, absent, expand
 
 
 if TYPE_CHECKING:
@@ -48,7 +69,7 @@ if TYPE_CHECKING:
     from .tasks import Task
 
 
-logger = logging.get_logger(__name__)
+logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
 
 _EVAL_ARGS = [ModelArguments, DataArguments, GeoBenchArguments, FinetuningArguments, GeneratingArguments]
 _INFER_ARGS = (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
@@ -67,6 +88,13 @@ def get_geobench_args(args: dict[str, Any] | list[str] | None = None) -> tuple[A
     """
     from_file = args is None and len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml", ".json"))
     source = sys.argv[1] if from_file else "arguments"
+    on_command_line = set(OmegaConf.to_container(OmegaConf.from_cli(sys.argv[2:]))) if from_file else set()
+
+    def where(err: Exception) -> str:
+        """Where the bad value was given: a key overridden on the command line is not the yaml file's fault."""
+        key = getattr(err, "key", None)
+        return "command line" if key in on_command_line else source
+
     raw = read_args(args)
     parser = HfArgumentParser(_EVAL_ARGS)
     if isinstance(raw, list):
@@ -85,8 +113,12 @@ def get_geobench_args(args: dict[str, Any] | list[str] | None = None) -> tuple[A
 
     try:
         model_args, data_args, eval_args, finetuning_args, generating_args = parser.parse_dict(raw)
+        # LLaMA-Factory's own keys that GeoBench uses: `max_samples: -3` would be a Python slice
+        check_int("max_samples", data_args.max_samples, 1, optional=True)
+        check_int("cutoff_len", data_args.cutoff_len, 1)
+        check_int("max_new_tokens", generating_args.max_new_tokens, 1)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{source}: {err}") from None
+        raise ValueError(f"{where(err)}: {err}") from None
 
     _set_transformers_logging()
     _verify_model_args(model_args, data_args, finetuning_args)
@@ -120,9 +152,28 @@ class GeoBenchEvaluator:
         )
         self.layout = detect_layout(self.folder)
         self.tasks = expand(self.eval_args.task_names, self.layout, self.folder)
+        self.absent = absent(self.eval_args.task_names, self.layout)
+        for name, why in self.absent.items():
+            logger.warning(f"{name}: {why}.")
         self.judge = self._make_judge()
         self._check_plan()
         self.questions = {task.name: task.load(self.folder, self.layout) for task in self.tasks}
+        check_n_shot(
+            "n_shot", self.eval_args.n_shot, {t.name: self.questions[t.name] for t in self.tasks if t.objective}
+        )
+        self.selected = {
+            name: subset(questions, self.data_args.max_samples, self.eval_args.seed)
+            for name, questions in self.questions.items()
+        }
+        self.hashes = {
+            file: hashlib.sha256((self.folder / file).read_bytes()).hexdigest()
+            for file in sorted({task.file_in(self.layout) for task in self.tasks})
+        }
+        if self.judge is not None:
+            self.judge.check()
+        self.encoder = self._encoder()
+        self.context = self._context()
+        self.prompts = self._prompts()
 
     def _make_judge(self) -> Judge | None:
         args = self.eval_args
@@ -170,7 +221,6 @@ class GeoBenchEvaluator:
     def _fingerprint(self) -> dict[str, Any]:
         """What the predictions depend on; a resumed run must match it (batch size is not part of it)."""
         m, args = self.model_args, self.eval_args
-        files = sorted({task.file_in(self.layout) for task in self.tasks})
         fingerprint = {
             "model_name_or_path": m.model_name_or_path,
             "adapter_name_or_path": m.adapter_name_or_path,
@@ -185,7 +235,8 @@ class GeoBenchEvaluator:
             "seed": args.seed,
             "lang": args.lang,
             "layout": self.layout,
-            "data_sha256": {f: hashlib.sha256((self.folder / f).read_bytes()).hexdigest() for f in files},
+            "data_sha256": self.hashes,
+            "prompt_tokens": None if self.context is None else self.context.tokens,
         }
         if self.needs_generation:
             fingerprint["infer_backend"] = m.infer_backend
@@ -199,6 +250,56 @@ class GeoBenchEvaluator:
             }
         return json.loads(json.dumps(fingerprint, default=str))
 
+    def _encoder(self) -> PromptEncoder:
+        """The tokenizer and template alone (no model): every prompt is built and measured before a model loads."""
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.model import load_tokenizer
+
+        tokenizer = load_tokenizer(self.model_args)["tokenizer"]
+        return PromptEncoder(tokenizer, get_template_and_fix_tokenizer(tokenizer, self.data_args))
+
+    def _context(self) -> Budget | None:
+        """The most tokens a prompt (with its answer) may take: the model's positions, or `cutoff_len` if given."""
+        from llamafactory.model import load_config
+
+        limits = []
+        positions = getattr(load_config(self.model_args).get_text_config(), "max_position_embeddings", None)
+        if positions:
+            limits.append(Budget(positions, f"the model's context (`max_position_embeddings: {positions}`)"))
+        if "cutoff_len" in self.config:
+            limits.append(Budget(self.data_args.cutoff_len, f"`cutoff_len: {self.data_args.cutoff_len}`"))
+        return min(limits, key=lambda budget: budget.tokens) if limits else None
+
+    def _budget(self, generation: bool) -> Budget | None:
+        """A prompt's budget: generation also needs room for `max_new_tokens`."""
+        if self.context is None or not generation:
+            return self.context
+        new = self.generating_args.max_new_tokens
+        budget = Budget(self.context.tokens - new, f"{self.context.source} less `max_new_tokens: {new}`")
+        if budget.tokens < 1:
+            raise ValueError(
+                f"`max_new_tokens: {new}` leaves no room for a prompt in {self.context.source}: set it below "
+                f"{self.context.tokens}."
+            )
+        return budget
+
+    def _prompts(self) -> dict[str, list[Any]]:
+        """Every selected question's prompt, fitted to the budget (exemplars dropped from the front)."""
+        args, prompts = self.eval_args, {}
+        for task in self.tasks:
+            generation = not task.objective or args.eval_mode == "generate"
+            build = chat_prompts if generation else choice_prompts
+            prompts[task.name] = build(
+                self.encoder,
+                self.questions[task.name],
+                self.selected[task.name],
+                args.n_shot,
+                args.seed,
+                args.lang,
+                self._budget(generation),
+            )
+        return prompts
+
     @cached_property
     def chat_model(self) -> ChatModel:
         from llamafactory.chat import ChatModel
@@ -211,47 +312,58 @@ class GeoBenchEvaluator:
             engine = self.chat_model.engine
             return LikelihoodScorer(engine.model, engine.tokenizer, engine.template, self.eval_args.batch_size)
 
-        from llamafactory.data import get_template_and_fix_tokenizer
-        from llamafactory.model import load_model, load_tokenizer
+        from llamafactory.model import load_model
 
-        tokenizer = load_tokenizer(self.model_args)["tokenizer"]
-        template = get_template_and_fix_tokenizer(tokenizer, self.data_args)
+        tokenizer, template = self.encoder.tokenizer, self.encoder.template
         model = load_model(tokenizer, self.model_args, self.finetuning_args)
         return LikelihoodScorer(model, tokenizer, template, self.eval_args.batch_size)
 
     def run(self) -> dict[str, Any]:
         done = self.save.open(self._fingerprint(), self.eval_args.overwrite_save_dir)
-        limit = self.data_args.max_samples
+        if done:
+            unjudged = sum(self._unjudged(record) for record in done.values())
+            logger.info(
+                f"Resuming the unfinished run in {self.save.path}: {len(done)} predictions found"
+                + (f", {unjudged} of them still to be judged." if unjudged else ".")
+            )
         records: dict[str, list[dict[str, Any]]] = {}
         for task in self.tasks:
-            selected = self.questions[task.name][:limit] if limit else self.questions[task.name]
+            selected = self.selected[task.name]
             records[task.name] = [done[(task.name, q.id)] for q in selected if (task.name, q.id) in done]
-            todo = [q for q in selected if (task.name, q.id) not in done]
+            todo = [(q, p) for q, p in zip(selected, self.prompts[task.name]) if (task.name, q.id) not in done]
             with tqdm(total=len(selected), initial=len(selected) - len(todo), desc=task.name, unit="q") as bar:
                 for batch in self._score(task, todo) if todo else ():
                     self.save.append(batch)
                     records[task.name] += batch
                     bar.update(len(batch))
+            self._judge(task.name, records[task.name])
 
         results = self._results(records)
-        self.save.finish(results, self.others)
+        if results["compared_on_other_questions"]:
+            logger.warning(results["notes"][-1])
+        self.save.finish(results, self.others, [record for task in records.values() for record in task])
         print(format_table(results))
         logger.info(f"GeoBench results written to {self.save.path}.")
         return results
 
-    def _score(self, task: Task, todo: list[Any]):
-        args, questions = self.eval_args, self.questions[task.name]
-        if not task.objective:
-            return self._open_records(todo)
-        if args.eval_mode == "likelihood":
-            return likelihood_records(self.scorer, questions, todo, args.n_shot, args.seed, args.lang)
-        return generate_records(self.chat_model, questions, todo, args.n_shot, args.seed, args.lang, args.batch_size)
+    def _unjudged(self, record: dict[str, Any]) -> bool:
+        return self.judge is not None and "question" in record and "judge" not in record
 
-    def _open_records(self, todo: list[OpenQuestion]):
+    def _score(self, task: Task, todo: list[tuple[Any, Any]]):
+        args = self.eval_args
+        questions, prompts = [q for q, _ in todo], [p for _, p in todo]
+        if not task.objective:
+            return self._open_records(questions, prompts)
+        if args.eval_mode == "likelihood":
+            return likelihood_records(self.scorer, questions, prompts)
+        return generate_records(self.chat_model, questions, prompts, args.lang, args.batch_size)
+
+    def _open_records(self, todo: list[OpenQuestion], chats: list[Chat]):
+        """Answers with their reference scores, written as they are made; the judge comes after (:meth:`_judge`)."""
         size = self.eval_args.batch_size
         for start in range(0, len(todo), size):
             batch = todo[start : start + size]
-            replies = generate(self.chat_model, [open_messages(q, self.eval_args.lang) for q in batch], size)
+            replies = generate(self.chat_model, [chat.messages for chat in chats[start : start + size]], size)
             records = [
                 {"task": q.task, "id": q.id, "question": q.question, "gold": q.reference, "prediction": reply}
                 for q, reply in zip(batch, replies)
@@ -261,16 +373,27 @@ class GeoBenchEvaluator:
                     record["scores"] = reference_scores(
                         self.chat_model.engine.tokenizer, record["prediction"], q.reference
                     )
-            if self.judge is not None:
-                with ThreadPoolExecutor(max_workers=size) as pool:
-                    verdicts = list(
-                        pool.map(lambda r: self.judge.score(r["question"], r["gold"], r["prediction"]), records)
-                    )
-                for record, verdict in zip(records, verdicts):
+            yield records
+
+    def _judge(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Judge the answers not judged yet, in place; each batch's verdicts supersede its answers in the file."""
+        pending = [record for record in records if self._unjudged(record)]
+        if not pending:
+            return
+        size = self.eval_args.batch_size
+        with (
+            tqdm(total=len(records), initial=len(records) - len(pending), desc=f"{name} (judge)", unit="q") as bar,
+            ThreadPoolExecutor(max_workers=size) as pool,
+        ):
+            for start in range(0, len(pending), size):
+                batch = pending[start : start + size]
+                verdicts = pool.map(lambda r: self.judge.score(r["question"], r["gold"], r["prediction"]), batch)
+                for record, verdict in zip(batch, verdicts):
                     record["judge"], record["judge_attempts"] = verdict["scores"], verdict["attempts"]
                     if verdict["scores"] is None:
                         record["judge_last_reply"] = verdict["last_reply"]
-            yield records
+                self.save.append(batch)
+                bar.update(len(batch))
 
     def _results(self, records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         args, m = self.eval_args, self.model_args
@@ -279,17 +402,28 @@ class GeoBenchEvaluator:
             source = str(self.folder / task.file_in(self.layout))
             if task.objective:
                 summary = summarize_objective(task, self.questions[task.name], records[task.name], source)
-                summary.update(eval_mode=args.eval_mode, n_shot=args.n_shot, seed=args.seed, lang=args.lang)
+                summary.update(
+                    eval_mode=args.eval_mode,
+                    n_shot=args.n_shot,
+                    fewer_shots=sum(r.get("shots", args.n_shot) < args.n_shot for r in records[task.name]),
+                    seed=args.seed,
+                    lang=args.lang,
+                )
             else:
                 summary = summarize_open(task, self.questions[task.name], records[task.name], source)
+            summary["data_sha256"] = self.hashes[task.file_in(self.layout)]
+            if len(self.selected[task.name]) < len(self.questions[task.name]):
+                summary["sample_ids"] = [q.id for q in self.selected[task.name]]
             tasks[task.name] = summary
         if all(name in tasks for name in AVERAGE_OF):
             accuracies = [tasks[name]["accuracy"] for name in AVERAGE_OF]
+            chances = [tasks[name]["chance"] for name in AVERAGE_OF]
             tasks[AVERAGE] = {
                 "kind": "average",
                 "description": "mean of the NPEE and APStudy accuracies (JiuZhou's headline)",
                 "metric": "accuracy",
                 "accuracy": None if None in accuracies else round(sum(accuracies) / len(accuracies), 4),
+                "chance": None if None in chances else round(sum(chances) / len(chances), 4),
                 "of": list(AVERAGE_OF),
             }
 
@@ -297,10 +431,18 @@ class GeoBenchEvaluator:
         name = " + ".join(
             [m.model_name_or_path.rstrip("/").split("/")[-1], *(a.rstrip("/").split("/")[-1] for a in adapters)]
         )
-        notes = [NO_DEV_SPLIT]
-        if self.data_args.max_samples:
+        notes = [NO_DEV_SPLIT] if any(task.objective for task in self.tasks) else []
+        if any("sample_ids" in summary for summary in tasks.values()):
             notes.append(
-                f"Only the first {self.data_args.max_samples} questions of each task were scored (`max_samples`)."
+                f"`max_samples: {self.data_args.max_samples}`: a random subset of each task was scored, drawn by "
+                f"`seed: {args.seed}`; its question ids are `sample_ids` in results.json."
+            )
+        results = {"tasks": tasks, "settings": {"task_dir": str(self.folder), "layout": self.layout}}
+        differ = question_sets(results, self.others)
+        if differ:
+            notes.append(
+                f"`compare_with` runs scored other questions (other data or another subset) for: {', '.join(differ)}; "
+                "their bars are not comparable."
             )
         return {
             "model": {
@@ -321,6 +463,7 @@ class GeoBenchEvaluator:
                 "batch_size": args.batch_size,
                 "task_dir": str(self.folder),
                 "layout": self.layout,
+                "prompt_limit": None if self.context is None else self.context.source,
                 "judge": None
                 if self.judge is None
                 else {
@@ -331,6 +474,8 @@ class GeoBenchEvaluator:
                 },
             },
             "tasks": tasks,
+            "absent": self.absent,
+            "compared_on_other_questions": differ,
             "notes": notes,
             "config": {k: v for k, v in self.config.items() if not _SECRET_KEY.search(k)},
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,14 +8,23 @@ makes their prompts share a token prefix that the scorer computes once.
 
 Exemplars are user/assistant turns, as in LLaMA-Factory's own evaluator: an exemplar's answer is encoded
 by the chat template exactly as the scored answer is, whatever the template and tokenizer.
+
+A prompt longer than the model can take (:class:`Budget`) loses exemplars from the front until it fits; each
+record says how many it kept. ``max_samples`` scores a seeded random subset (:func:`subset`), not the first N:
+published files are ordered (K2's first 20 NPEE questions have no gold "A").
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .data import TF_LABELS, ChoiceQuestion, OpenQuestion
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,53 @@ class ExemplarSampler:
             if other.id != question.id and other.stem != question.stem:
                 picked.append(index)
         return tuple(picked)
+
+
+def subset(questions: list, limit: int | None, seed: int) -> list:
+    """The questions ``max_samples`` scores: a seeded random ``limit`` of them (a larger limit extends the same draw),
+    in published order; all of them without a limit."""
+    if limit is None or limit >= len(questions):
+        return questions
+    order = list(range(len(questions)))
+    random.Random(f"{questions[0].task}:subset:{seed}").shuffle(order)  # not the exemplars' permutation
+    keep = set(order[:limit])
+    return [question for i, question in enumerate(questions) if i in keep]
+
+
+def check_n_shot(key: str, n_shot: int, questions: dict[str, list]) -> None:
+    """Exemplars come from the task itself: a task of N questions offers at most N - 1 per question."""
+    for name, task_questions in questions.items():
+        if n_shot > len(task_questions) - 1:
+            most = min(len(qs) for qs in questions.values()) - 1
+            raise ValueError(
+                f"`{key}: {n_shot}` asks for more exemplars than `{name}` offers: its {len(task_questions)} questions "
+                f"give each at most {len(task_questions) - 1} others. Allowed here: 0 to {most}."
+            )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many prompt tokens a question may take, and where the limit comes from (for the messages)."""
+
+    tokens: int
+    source: str
+
+
+def fit_exemplars(
+    question: ChoiceQuestion | OpenQuestion,
+    shots: tuple[int, ...],
+    build: Callable[[tuple[int, ...]], tuple[T, int]],
+    budget: Budget | None,
+) -> T:
+    """The prompt ``build(kept) -> (prompt, tokens)`` of ``question``, exemplars dropped from the front until it fits."""
+    for start in range(len(shots) + 1):
+        prompt, tokens = build(shots[start:])
+        if budget is None or tokens <= budget.tokens:
+            return prompt
+    raise ValueError(
+        f"`{question.task}` question {question.id} takes {tokens} prompt tokens even without exemplars, more than "
+        f"{budget.tokens}, {budget.source}. Leave the task out, or use a model with a longer context."
+    )
 
 
 def choice_messages(

@@ -94,13 +94,20 @@ class SaveDir:
         return records
 
     def append(self, records: list[dict[str, Any]]) -> None:
+        """Add records; a later record of the same question (its judged answer) supersedes the earlier one."""
         with open(self.path / PREDICTIONS, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
             f.flush()
             os.fsync(f.fileno())
 
-    def finish(self, results: dict[str, Any], others: list[dict[str, Any]]) -> None:
-        """The chart and the table, then results.json, which marks the run finished."""
+    def finish(self, results: dict[str, Any], others: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+        """predictions.jsonl without superseded lines, the chart and the table, then results.json (run finished)."""
+        tmp = self.path / (PREDICTIONS + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / PREDICTIONS)
         plot(results, others, self.path / CHART)
         with open(self.path / RESULTS_LOG, "w", encoding="utf-8") as f:
             f.write(format_table(results))
@@ -179,55 +186,142 @@ def summarize_open(
     return summary
 
 
-def headline(summary: dict[str, Any]) -> tuple[str, float | None]:
-    """The one number per task the chart shows, on a 0-100 scale."""
-    if summary["metric"] == "judge":
-        mean = summary.get("judge_mean")
-        return "judge x10", None if mean is None else 10 * mean
-    return summary["metric"], summary.get(summary["metric"])
+def chart_metrics(summary: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """Every number of a task the chart shows, on a 0-100 scale: accuracy, or ROUGE-L, BLEU-4 and each judge score."""
+    if summary["kind"] != "subjective":
+        return [(summary["metric"], summary.get(summary["metric"]))]
+    metrics = [(m, summary[m]) for m in ("rouge-l", "bleu-4") if m in summary]
+    metrics += [(f"judge {c} x10", 10 * v) for c, v in summary.get("judge", {}).items()]
+    return metrics or [("judge x10", None)]
+
+
+def _ids(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:10]))
+    return f"id{'s' if len(ids) > 1 else ''} {shown}{', ...' if len(ids) > 10 else ''}"
+
+
+def data_issue_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, summary in results["tasks"].items():
+        issues = summary.get("data_issues") or {}
+        if issues:
+            listed = "; ".join(f"{issue} {len(ids)} ({_ids(ids)})" for issue, ids in issues.items())
+            lines.append(f"{name}: {listed}")
+    return lines
 
 
 def format_table(results: dict[str, Any]) -> str:
-    rows = [("task", "metric", "value", "scored/total")]
+    """The console table and results.log: every score with its chance level, then what qualifies the numbers."""
+    rows = [("task", "metric", "value", "chance", "scored/total")]
     for name, summary in results["tasks"].items():
         count = f"{summary['scored']}/{summary['total']}" if "total" in summary else "-"
-        metrics = [(summary["metric"], summary.get(summary["metric"]))]
+        metrics = [(summary["metric"], summary.get(summary["metric"]), summary.get("chance"))]
         if summary["kind"] == "subjective":
-            metrics = [(m, summary[m]) for m in ("rouge-l", "bleu-4") if m in summary]
-            metrics += [(f"judge {c}", v) for c, v in summary.get("judge", {}).items()]
+            metrics = [(m, summary[m], None) for m in ("rouge-l", "bleu-4") if m in summary]
+            metrics += [(f"judge {c}", v, None) for c, v in summary.get("judge", {}).items()]
             if "judge_failures" in summary:
-                metrics.append(("judge failures", summary["judge_failures"]))
+                metrics.append(("judge failures", summary["judge_failures"], None))
         if "extraction_failures" in summary:
-            metrics.append(("extraction failures", summary["extraction_failures"]))
-        for metric, value in metrics:
-            shown = "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-            rows.append((name, metric, shown, count))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            metrics.append(("extraction failures", summary["extraction_failures"], None))
+        for metric, value, chance in metrics:
+            shown = ["-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in (value, chance)]
+            rows.append((name, metric, *shown, count))
+    for name in results.get("absent", {}):
+        rows.append((name, "absent", "-", "-", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
+
     settings = results["settings"]
     header = f"GeoBench: {results['model']['name']}"
     if any(summary["kind"] == "objective" for summary in results["tasks"].values()):
         header += f" (objective: {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']})"
-    return "\n".join([header, "", *lines, "", results["notes"][0], ""])
+    footer = [f"{name}: {why}." for name, why in results.get("absent", {}).items()]
+    for name, summary in results["tasks"].items():
+        if summary.get("fewer_shots"):
+            footer.append(
+                f"{name}: {summary['fewer_shots']} of {summary['scored']} questions were scored with fewer than "
+                f"{summary['n_shot']} exemplars (prompt limit: {settings['prompt_limit']})."
+            )
+    issues = data_issue_lines(results)
+    if issues:
+        footer.append("Data issues, published defects kept and counted as published:")
+        footer += [f"  {line}" for line in issues]
+    footer += results["notes"]
+    data = f"data: {settings['task_dir']} ({settings['layout']} layout)"
+    return "\n".join([header, data, "", *lines, "", *footer, ""])
+
+
+def question_sets(results: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
+    """Tasks that another run of ``compare_with`` scored on other questions (other data, or another subset)."""
+
+    def key(summary: dict[str, Any], with_hash: bool) -> tuple:
+        return (summary.get("total"), summary.get("sample_ids"), summary.get("data_sha256") if with_hash else None)
+
+    differ = []
+    for other, label in zip(others, labels([results, *others])[1:]):
+        for name, summary in results["tasks"].items():
+            theirs = other.get("tasks", {}).get(name)
+            if summary["kind"] == "average" or theirs is None:
+                continue
+            with_hash = "data_sha256" in summary and "data_sha256" in theirs
+            if key(summary, with_hash) != key(theirs, with_hash):
+                differ.append(f"{name} ({label})")
+    return differ
+
+
+def _describe(run: dict[str, Any], key: str) -> str | None:
+    settings = run.get("settings", {})
+    if key == "data":
+        folder, layout = settings.get("task_dir"), settings.get("layout")
+        if not folder:
+            return None
+        name = Path(folder).name
+        return name if layout in name else f"{name} ({layout} layout)"
+    if key == "n_shot":
+        return f"{settings['n_shot']}-shot" if "n_shot" in settings else None
+    value = settings.get(key)
+    return None if value is None else f"{key} {value}"
+
+
+def labels(runs: list[dict[str, Any]]) -> list[str]:
+    """Legend labels: the model's name, plus the data and settings that tell runs of the same model apart."""
+    names = [run.get("model", {}).get("name", f"run {i + 1}") for i, run in enumerate(runs)]
+    result = []
+    for run, name in zip(runs, names):
+        same = [other for other, other_name in zip(runs, names) if other_name == name]
+        extra = [
+            _describe(run, key)
+            for key in ("data", "eval_mode", "n_shot", "seed", "max_samples")
+            if len({_describe(other, key) for other in same}) > 1
+        ]
+        label = f"{name} ({', '.join(e for e in extra if e)})" if len(same) > 1 and any(extra) else name
+        result.append(label)
+    return [label if result.count(label) == 1 else f"{label} #{i + 1}" for i, label in enumerate(result)]
 
 
 def plot(results: dict[str, Any], others: list[dict[str, Any]], path: Path) -> None:
-    """One bar per task; with ``compare_with``, one group of bars per task, one colour per run."""
+    """Bars of every metric per task, with its chance level; with ``compare_with``, one colour per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = [results, *others]
-    tasks = list(dict.fromkeys(name for run in runs for name in run.get("tasks", {})))
+    slots = list(
+        dict.fromkeys(
+            (task, metric) for run in runs for task, summary in run.get("tasks", {}).items()
+            for metric, _ in chart_metrics(summary)
+        )
+    )  # fmt: skip
     width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(tasks) + 2), 4.5))
-    for i, run in enumerate(runs):
-        values = [headline(run["tasks"][t])[1] if t in run.get("tasks", {}) else None for t in tasks]
-        xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(tasks))]
-        bars = ax.bar(xs, [v or 0.0 for v in values], width, label=run.get("model", {}).get("name", f"run {i + 1}"))
-        for bar, value in zip(bars, values):
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(slots) + 2), 5.0))
+    chance_shown = False
+    for i, (run, label) in enumerate(zip(runs, labels(runs))):
+        values = [dict(chart_metrics(run["tasks"][t])).get(m) if t in run.get("tasks", {}) else None for t, m in slots]
+        xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(slots))]
+        bars = ax.bar(xs, [v or 0.0 for v in values], width, label=label)
+        for bar, value, (task, _) in zip(bars, values, slots):
             if value is not None:
                 ax.annotate(
                     f"{value:.1f}",
@@ -236,12 +330,29 @@ def plot(results: dict[str, Any], others: list[dict[str, Any]], path: Path) -> N
                     va="bottom",
                     fontsize=7,
                 )
-    labels = [f"{t}\n({headline(results['tasks'][t])[0] if t in results['tasks'] else '-'})" for t in tasks]
-    ax.set_xticks(range(len(tasks)), labels, fontsize=7)
+            chance = run.get("tasks", {}).get(task, {}).get("chance")
+            if chance is not None:
+                x = bar.get_x()
+                ax.hlines(chance, x, x + bar.get_width(), colors="black", linestyles="--", linewidth=1.2,
+                          label=None if chance_shown else "chance")  # fmt: skip
+                chance_shown = True
+    ax.set_xticks(range(len(slots)), [f"{task}\n{metric}" for task, metric in slots], fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("score (0-100)")
-    ax.set_title("GeoBench")
+    settings = results["settings"]
+    title = f"GeoBench on {'/'.join(Path(settings['task_dir']).parts[-2:])} ({settings['layout']} layout)"
+    if any(summary["kind"] == "objective" for summary in results["tasks"].values()):
+        title += f"; {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']}"
+    if settings.get("max_samples"):
+        title += f", {settings['max_samples']} random questions per task"
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    notes = [f"data issues: {line}" for line in data_issue_lines(results)]
+    differ = question_sets(results, others)
+    if differ:
+        notes.append(f"compared on other questions: {', '.join(differ)}")
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=6, va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.025 * len(notes), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -21,8 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .data import ChoiceQuestion
-from .prompts import WORDING, ExemplarSampler, answer_text, choice_messages, is_true_false
+from .data import ChoiceQuestion, OpenQuestion
+from .prompts import (
+    WORDING,
+    Budget,
+    ExemplarSampler,
+    answer_text,
+    choice_messages,
+    fit_exemplars,
+    is_true_false,
+    open_messages,
+)
 
 
 if TYPE_CHECKING:
@@ -37,7 +46,15 @@ class Encoded:
 
     ids: list[int]
     candidates: list[int]
-    group: tuple[int, ...]  # questions with the same exemplars share a prompt prefix
+    group: tuple[int, ...]  # its exemplars; questions with the same exemplars share a prompt prefix
+
+
+@dataclass(frozen=True)
+class Chat:
+    """One question ready to generate for: its conversation and how many exemplars it holds."""
+
+    messages: list[dict[str, str]]
+    shots: int
 
 
 def is_plain(template: Template) -> bool:
@@ -54,16 +71,12 @@ def _common_prefix(seqs: list[list[int]]) -> int:
     return n
 
 
-class LikelihoodScorer:
-    def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizer, template: Template, batch_size: int
-    ) -> None:
-        self.model, self.tokenizer, self.template, self.batch_size = model, tokenizer, template, batch_size
+class PromptEncoder:
+    """Prompts as token ids, by the run's template and tokenizer: built (and measured) before a model loads."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizer, template: Template) -> None:
+        self.tokenizer, self.template = tokenizer, template
         self.plain = is_plain(template)
-        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.keep_last = {"logits_to_keep": 1} if getattr(base, "_supports_logits_to_keep", bool)() else {}
-        self.prefix_cache_ok = True  # turned off for caches this scorer cannot expand (sliding window, hybrid)
         self._answers: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
 
     def answer_tokens(self, answers: tuple[str, ...]) -> tuple[list[int], list[int]]:
@@ -87,6 +100,22 @@ class LikelihoodScorer:
             self.tokenizer, [*messages, {"role": "assistant", "content": answers[0]}]
         )
         return Encoded(prompt_ids + common, candidates, group)
+
+    def prompt_length(self, messages: list[dict[str, str]]) -> int:
+        """Tokens of a generation prompt, encoded as LLaMA-Factory's inference engines encode it."""
+        return len(self.template.encode_oneturn(self.tokenizer, [*messages, {"role": "assistant", "content": ""}])[0])
+
+
+class LikelihoodScorer(PromptEncoder):
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizer, template: Template, batch_size: int
+    ) -> None:
+        super().__init__(tokenizer, template)
+        self.model, self.batch_size = model, batch_size
+        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.keep_last = {"logits_to_keep": 1} if getattr(base, "_supports_logits_to_keep", bool)() else {}
+        self.prefix_cache_ok = True  # turned off for caches this scorer cannot expand (sliding window, hybrid)
 
     @torch.no_grad()
     def score(self, items: list[Encoded]) -> Iterator[list[tuple[int, list[float]]]]:
@@ -209,48 +238,77 @@ def _messages(
     return choice_messages(question, [questions[i] for i in shots], lang, plain)
 
 
-def likelihood_records(
-    scorer: LikelihoodScorer,
+def choice_prompts(
+    encoder: PromptEncoder,
     questions: list[ChoiceQuestion],
     todo: list[ChoiceQuestion],
     n_shot: int,
     seed: int,
     lang: str,
-) -> Iterator[list[dict[str, Any]]]:
-    """Score ``todo`` (exemplars come from all of ``questions``); yield each batch's records."""
+    budget: Budget | None,
+) -> list[Encoded]:
+    """The likelihood prompt of each of ``todo`` (exemplars come from all of ``questions``), fitted to ``budget``."""
     sampler = ExemplarSampler(questions, n_shot, seed)
-    items = []
-    for question in todo:
-        shots = sampler.exemplars(question)
-        items.append(
-            scorer.encode(_messages(questions, question, shots, lang, scorer.plain), _answers(question, lang), shots)
+
+    def build(question: ChoiceQuestion, shots: tuple[int, ...]) -> tuple[Encoded, int]:
+        messages = _messages(questions, question, shots, lang, encoder.plain)
+        encoded = encoder.encode(messages, _answers(question, lang), shots)
+        return encoded, len(encoded.ids)
+
+    return [fit_exemplars(q, sampler.exemplars(q), lambda shots, q=q: build(q, shots), budget) for q in todo]
+
+
+def chat_prompts(
+    encoder: PromptEncoder,
+    questions: list[ChoiceQuestion | OpenQuestion],
+    todo: list[ChoiceQuestion | OpenQuestion],
+    n_shot: int,
+    seed: int,
+    lang: str,
+    budget: Budget | None,
+) -> list[Chat]:
+    """The conversation to generate from for each of ``todo`` (open questions have no exemplars), fitted to ``budget``."""
+    sampler = ExemplarSampler(questions, n_shot, seed)
+
+    def build(question: ChoiceQuestion | OpenQuestion, shots: tuple[int, ...]) -> tuple[Chat, int]:
+        if isinstance(question, OpenQuestion):
+            messages = open_messages(question, lang)
+        else:
+            messages = _messages(questions, question, shots, lang, encoder.plain)
+        return Chat(messages, len(shots)), encoder.prompt_length(messages)
+
+    return [
+        fit_exemplars(
+            q, () if isinstance(q, OpenQuestion) else sampler.exemplars(q), lambda shots, q=q: build(q, shots), budget
         )
+        for q in todo
+    ]
+
+
+def likelihood_records(
+    scorer: LikelihoodScorer, todo: list[ChoiceQuestion], items: list[Encoded]
+) -> Iterator[list[dict[str, Any]]]:
+    """Score ``todo`` from their prompts ``items``; yield each batch's records."""
     for batch in scorer.score(items):
         records = []
         for i, logprobs in batch:
             question = todo[i]
             probs = dict(zip(question.labels, normalize(logprobs)))
             prediction = max(probs, key=probs.get)
-            records.append(_record(question, prediction, probs=probs))
+            records.append(_record(question, prediction, shots=len(items[i].group), probs=probs))
         yield records
 
 
 def generate_records(
-    chat_model: ChatModel,
-    questions: list[ChoiceQuestion],
-    todo: list[ChoiceQuestion],
-    n_shot: int,
-    seed: int,
-    lang: str,
-    batch_size: int,
+    chat_model: ChatModel, todo: list[ChoiceQuestion], chats: list[Chat], lang: str, batch_size: int
 ) -> Iterator[list[dict[str, Any]]]:
-    sampler = ExemplarSampler(questions, n_shot, seed)
-    plain = is_plain(chat_model.engine.template)
     for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        conversations = [_messages(questions, q, sampler.exemplars(q), lang, plain) for q in batch]
-        replies = generate(chat_model, conversations, batch_size)
-        yield [_record(q, extract_answer(reply, q, lang), response=reply) for q, reply in zip(batch, replies)]
+        batch, prompts = todo[start : start + batch_size], chats[start : start + batch_size]
+        replies = generate(chat_model, [chat.messages for chat in prompts], batch_size)
+        yield [
+            _record(q, extract_answer(reply, q, lang), shots=chat.shots, response=reply)
+            for q, chat, reply in zip(batch, prompts, replies)
+        ]
 
 
 def _record(question: ChoiceQuestion, prediction: str | None, **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ The judge is any OpenAI-compatible chat endpoint (``llamafactory-cli api``, vLLM
 with plain ``urllib``. It scores each answer on each criterion with an integer from 1 to 10 and must reply
 one ``criterion: score`` line per criterion. A reply missing any score is malformed: the judge is shown
 its reply and asked again, ``judge_max_retries`` times, then the answer counts as a judge failure. Network
-and HTTP errors are not answers: they stop the run (resume continues it). The API key is read from the
+and HTTP errors are not answers: they stop the run (resume continues it, judging the answers already
+generated). Before any model loads, :meth:`Judge.check` asks the endpoint for its models with the key, so a
+wrong URL, a server that is down or a refused key stop the run before any work. The API key is read from the
 environment variable named by ``judge_api_key_env`` and goes nowhere but the request header.
 
 The default criteria are :data:`DEFAULT_CRITERIA`, described to the judge by :data:`RUBRIC` (the default
@@ -120,14 +122,38 @@ class Judge:
             ]
         return {"scores": None, "attempts": self.max_retries + 1, "last_reply": reply[:500]}
 
-    def _complete(self, messages: list[dict[str, str]]) -> str:
-        body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(self.api_key_env)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def _refused(self, code: int) -> JudgeError:
+        unset = "" if os.environ.get(self.api_key_env) else f" (${self.api_key_env} is not set)"
+        return JudgeError(
+            f"The judge at {self.api_base} refused the request (HTTP {code}): check the key in "
+            f"${self.api_key_env}{unset}, which `judge_api_key_env` names."
+        )
+
+    def check(self) -> None:
+        """``GET /models`` with the key: the endpoint is up, speaks the OpenAI API and accepts the key."""
+        url = f"{self.api_base.rstrip('/')}/models"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=self._headers()), timeout=30):
+                return
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise self._refused(err.code) from None
+            problem = f"GET {url} answered HTTP {err.code}; an OpenAI-compatible `judge_api_base` usually ends in /v1"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            problem = f"GET {url} failed: {getattr(err, 'reason', err)}; is the server running?"
+        raise JudgeError(f"The judge at `judge_api_base: {self.api_base}` cannot be used: {problem}.")
+
+    def _complete(self, messages: list[dict[str, str]]) -> str:
+        body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
         request = urllib.request.Request(
-            f"{self.api_base.rstrip('/')}/chat/completions", data=json.dumps(body).encode(), headers=headers
+            f"{self.api_base.rstrip('/')}/chat/completions", data=json.dumps(body).encode(), headers=self._headers()
         )
         for attempt in range(self.transport_retries + 1):
             try:
@@ -136,10 +162,7 @@ class Judge:
                 return payload["choices"][0]["message"].get("content") or ""
             except urllib.error.HTTPError as err:
                 if err.code in (401, 403):
-                    raise JudgeError(
-                        f"The judge at {self.api_base} refused the request (HTTP {err.code}): check the key in "
-                        f"${self.api_key_env}."
-                    ) from None
+                    raise self._refused(err.code) from None
                 problem = f"HTTP {err.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 problem = str(getattr(err, "reason", err))

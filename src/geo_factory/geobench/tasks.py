@@ -144,3 +144,14 @@ def expand(names: list[str], layout: str, folder: Path) -> list[Task]:
         else:
             tasks[name] = TASKS[name]
     return list(tasks.values())
+
+
+def absent(names: list[str], layout: str) -> dict[str, str]:
+    """Members of the suites in ``names`` that this layout lacks, and why: said in the table and results.json."""
+    missing = {}
+    for name in names:
+        for member in SUITES.get(name, ()):
+            if layout not in TASKS[member].sources:
+                where = ", ".join(f"the {other} layout ({file})" for other, (file, _) in TASKS[member].sources.items())
+                missing[member] = f"not part of the {layout} layout (it is in {where}): not scored"
+    return missing

@@ -1,7 +1,7 @@
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from ..geobench.subjective import DEFAULT_CRITERIA
 from ..geobench.tasks import OBJECTIVE_SUITE, check_task_names
@@ -16,23 +16,56 @@ def _split(value: str | None) -> list[str]:
     return [item.strip() for item in str(value).split(",") if item.strip()] if value is not None else []
 
 
+class ConfigError(ValueError):
+    """A bad value of one key: ``key`` lets the command say where the value came from (yaml or command line)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _check_choice(key: str, value: str, literal) -> None:
     allowed = get_args(literal)
     if value not in allowed:
-        raise ValueError(f"`{key}: {value}` is not supported; allowed: {', '.join(allowed)}.")
+        raise ConfigError(key, f"`{key}: {value}` is not supported; allowed: {', '.join(allowed)}.")
 
 
-def _check_at_least(key: str, value: int | None, low: int) -> None:
-    if value is not None and value < low:
-        raise ValueError(f"`{key}` must be an integer >= {low}, got {value}.")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(key: str, value: Any, low: int | None = None, optional: bool = False) -> None:
+    """An integer (``>= low``); YAML and the command line hand over ``5.0``, ``"5"`` or ``true`` unconverted."""
+    if optional and value is None:
+        return
+    if not _is_int(value) or (low is not None and value < low):
+        allowed = "an integer" if low is None else f"an integer >= {low}"
+        raise ConfigError(key, f"`{key}` must be {allowed}{' (or unset)' if optional else ''}, got {value!r}.")
+
+
+def _check_number(key: str, value: Any, above: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > above:
+        raise ConfigError(key, f"`{key}` must be a number > {above:g}, got {value!r}.")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"`{key}` must be true or false, got {value!r}.")
+
+
+def _check_str(key: str, value: Any, optional: bool = False) -> None:
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise ConfigError(key, f"`{key}` must be a string, got {value!r}.")
 
 
 def _check_task_dir(key: str, value: str | None) -> None:
+    _check_str(key, value, optional=True)
     if value is not None and not os.path.isdir(value):
-        raise ValueError(
+        raise ConfigError(
+            key,
             f"`{key}: {value}` is not a folder. Point it to a GeoBench folder (K2 layout: geobench_npee.json, "
             "geobench_apstudy.json; JiuZhou layout: objective_task_*.csv, subjective_task.xlsx), or leave it unset "
-            "for the hub dataset `daven3/geobench`."
+            "for the hub dataset `daven3/geobench`.",
         )
 
 
@@ -53,25 +86,35 @@ class GeoBenchTrainArguments:
     )
     geobench_task_dir: str | None = field(
         default=None,
-        metadata={"help": "GeoBench data folder (K2 JSON or JiuZhou CSV layout); default: hub `daven3/geobench`."},
+        metadata={
+            "help": "GeoBench data folder (K2 JSON or JiuZhou CSV layout); unset: the hub dataset `daven3/geobench`."
+        },
     )
     geobench_n_shot: int = field(default=5, metadata={"help": "Exemplars per question during training."})
-    geobench_seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw."})
+    geobench_seed: int = field(
+        default=42, metadata={"help": "Seed of the exemplar draw and of the `geobench_max_samples` subset."}
+    )
     geobench_lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
     geobench_max_samples: int | None = field(
-        default=None, metadata={"help": "Score only the first N questions of each task (speed during training)."}
+        default=None,
+        metadata={
+            "help": "Score a random subset of N questions of each task, drawn by `geobench_seed` (speed during "
+            "training); unset: all."
+        },
     )
     geobench_batch_size: int = field(default=8, metadata={"help": "Questions per forward pass."})
 
     def __post_init__(self):
-        _check_at_least("geobench_eval_steps", self.geobench_eval_steps, 0)
+        check_int("geobench_eval_steps", self.geobench_eval_steps, 0)
         if not self.geobench_eval_steps:
             return
+        _check_str("geobench_tasks", self.geobench_tasks)
         check_task_names(_split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
         _check_task_dir("geobench_task_dir", self.geobench_task_dir)
-        _check_at_least("geobench_n_shot", self.geobench_n_shot, 0)
-        _check_at_least("geobench_max_samples", self.geobench_max_samples, 1)
-        _check_at_least("geobench_batch_size", self.geobench_batch_size, 1)
+        check_int("geobench_n_shot", self.geobench_n_shot, 0)
+        check_int("geobench_seed", self.geobench_seed)
+        check_int("geobench_max_samples", self.geobench_max_samples, 1, optional=True)
+        check_int("geobench_batch_size", self.geobench_batch_size, 1)
         _check_choice("geobench_lang", self.geobench_lang, Lang)
 
     @property
@@ -97,7 +140,7 @@ class GeoBenchArguments:
     )
     task_dir: str | None = field(
         default=None,
-        metadata={"help": "GeoBench folder: K2 JSON or JiuZhou CSV layout; default: hub dataset `daven3/geobench`."},
+        metadata={"help": "GeoBench folder: K2 JSON or JiuZhou CSV layout; unset: the hub dataset `daven3/geobench`."},
     )
     save_dir: str | None = field(
         default=None,
@@ -114,9 +157,13 @@ class GeoBenchArguments:
         },
     )
     n_shot: int = field(
-        default=5, metadata={"help": "Exemplars per objective question, drawn from the same task (no dev split)."}
+        default=5,
+        metadata={
+            "help": "Exemplars per objective question, drawn from the same task (no dev split): at most the smallest "
+            "task's size minus one; dropped from the front where a prompt would not fit the model's context."
+        },
     )
-    seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw."})
+    seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw and of the `max_samples` subset."})
     lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
     batch_size: int = field(
         default=8, metadata={"help": "Questions per forward pass (likelihood) or concurrent requests (generation)."}
@@ -145,36 +192,62 @@ class GeoBenchArguments:
 
     def __post_init__(self):
         if not self.save_dir:
-            raise ValueError("`save_dir` is required: the folder that receives results.json and predictions.jsonl.")
+            raise ConfigError(
+                "save_dir", "`save_dir` is required: the folder that receives results.json and predictions.jsonl."
+            )
+        _check_str("save_dir", self.save_dir)
+        _check_str("task", self.task)
         check_task_names(_split(self.task), key="task")
         _check_task_dir("task_dir", self.task_dir)
+        _check_bool("overwrite_save_dir", self.overwrite_save_dir)
         _check_choice("eval_mode", self.eval_mode, EvalMode)
         _check_choice("lang", self.lang, Lang)
-        _check_at_least("n_shot", self.n_shot, 0)
-        _check_at_least("batch_size", self.batch_size, 1)
-        _check_at_least("judge_max_retries", self.judge_max_retries, 0)
-        _check_at_least("judge_max_tokens", self.judge_max_tokens, 1)
+        check_int("n_shot", self.n_shot, 0)
+        check_int("seed", self.seed)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("judge_max_retries", self.judge_max_retries, 0)
+        check_int("judge_max_tokens", self.judge_max_tokens, 1)
+        _check_number("judge_timeout", self.judge_timeout, 0)
+        for key in ("judge_api_base", "judge_model"):
+            _check_str(key, getattr(self, key), optional=True)
+        _check_str("judge_api_key_env", self.judge_api_key_env)
+        _check_str("judge_criteria", self.judge_criteria)
         if isinstance(self.compare_with, str):
             self.compare_with = _split(self.compare_with)
+        if self.compare_with is not None and not (
+            isinstance(self.compare_with, list) and all(isinstance(path, str) for path in self.compare_with)
+        ):
+            raise ConfigError(
+                "compare_with", f"`compare_with` must be a list of results.json paths, got {self.compare_with!r}."
+            )
 
         for path in self.compare_with or []:
             if not os.path.isfile(path):
-                raise ValueError(f"`compare_with` names {path}, which is not a file (expected another results.json).")
+                raise ConfigError(
+                    "compare_with",
+                    f"`compare_with` names {path}, which is not a file (expected another results.json).",
+                )
 
         if bool(self.judge_api_base) != bool(self.judge_model):
-            raise ValueError("`judge_api_base` and `judge_model` go together: set both to use a judge, or neither.")
+            raise ConfigError(
+                "judge_api_base",
+                "`judge_api_base` and `judge_model` go together: set both to use a judge, or neither.",
+            )
 
         if self.judge_api_base and not re.match(r"^https?://", self.judge_api_base):
-            raise ValueError(f"`judge_api_base: {self.judge_api_base}` must be an http:// or https:// URL.")
+            raise ConfigError(
+                "judge_api_base", f"`judge_api_base: {self.judge_api_base}` must be an http:// or https:// URL."
+            )
 
         if not _ENV_NAME.match(self.judge_api_key_env):
-            raise ValueError(
+            raise ConfigError(
+                "judge_api_key_env",
                 f"`judge_api_key_env` must name an environment variable (letters, digits, _), not hold a key; "
-                f"got a value of {len(self.judge_api_key_env)} characters."
+                f"got a value of {len(self.judge_api_key_env)} characters.",
             )
 
         if not _split(self.judge_criteria):
-            raise ValueError("`judge_criteria` must name at least one criterion.")
+            raise ConfigError("judge_criteria", "`judge_criteria` must name at least one criterion.")
 
     @property
     def task_names(self) -> list[str]:
