@@ -17,3 +17,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_pretrained(folder: Path, *objects: Any) -> None:
+    """``save_pretrained`` each object into ``folder``, with the modes the user's umask gives.
+
+    safetensors 0.8 writes through a private temporary file, so ``model.safetensors`` comes out 0600 while the
+    rest of the folder is 0644: a model built for a group would be unreadable to the group.
+    """
+    for obj in objects:
+        obj.save_pretrained(folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)

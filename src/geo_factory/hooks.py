@@ -17,6 +17,9 @@ Symbols touched, and why (the whole list):
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names before any work.
 ``llamafactory.data.parser.get_dataset_list``
     Resolve dataset names against the user's ``dataset_info.json`` merged over geo-factory's.
+``llamafactory.model.loader.load_model``
+    Stop an adapter whose embedding rows do not fit the base model (a vocabulary-expanded one on the original
+    base) before any weight loads.
 ``llamafactory.train.pt.workflow.get_dataset``
     Build a TSPT stage's token-share mixture instead of LLaMA-Factory's example-level merge.
 ``llamafactory.train.tuner.run_pt`` / ``run_sft``
@@ -26,6 +29,12 @@ Symbols touched, and why (the whole list):
     call that reaches the ``report_to`` integrations, which run before any user callback).
 ``llamafactory.train.callbacks.LogCallback.on_log``
     Carry ``geobench_*`` metrics into trainer_log.jsonl (LogCallback copies a fixed set of keys).
+``llamafactory.chat.hf_engine.Thread``
+    Generate in a thread that the interpreter joins and that stops when asked: a daemon one still running at
+    exit aborts the process (SIGABRT after ``chat``'s last answer; see :mod:`geo_factory.chat`).
+``llamafactory.chat.chat_model.ChatModel.__init__`` / ``run_chat``
+    Stop each chat model's event-loop thread at exit; end ``chat`` on end of input (status 0) and on Ctrl-C
+    (status 130) without a traceback.
 
 Set ``GEO_FACTORY_DISABLE=1`` to turn all of it off.
 """
@@ -117,6 +126,18 @@ def _patch_data_parser(data_parser: ModuleType) -> None:
     data_parser.get_dataset_list = geo_get_dataset_list
 
 
+def _patch_model_loader(loader: ModuleType) -> None:
+    load_model = loader.load_model
+
+    def geo_load_model(tokenizer, model_args, *args, **kwargs):
+        from .tspt import check_adapter_vocabulary
+
+        check_adapter_vocabulary(tokenizer, model_args)
+        return load_model(tokenizer, model_args, *args, **kwargs)
+
+    loader.load_model = geo_load_model
+
+
 def _patch_pt_workflow(workflow: ModuleType) -> None:
     get_dataset = workflow.get_dataset
 
@@ -178,6 +199,25 @@ def _patch_callbacks(callbacks: ModuleType) -> None:
     log_callback.on_log = geo_on_log
 
 
+def _patch_chat_model(chat_model: ModuleType) -> None:
+    from . import chat
+
+    init, run_chat = chat_model.ChatModel.__init__, chat_model.run_chat
+
+    def __init__(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        chat.close_at_exit(self)
+
+    chat_model.ChatModel.__init__ = __init__
+    chat_model.run_chat = lambda: chat.run_chat(run_chat)
+
+
+def _patch_hf_engine(hf_engine: ModuleType) -> None:
+    from .chat import GenerationThread
+
+    hf_engine.Thread = GenerationThread
+
+
 def _with_geobench_callback(callbacks, model_args, data_args, finetuning_args) -> list[Any]:
     callbacks = list(callbacks or [])
     geobench_args = getattr(finetuning_args, "geobench", None)
@@ -192,11 +232,14 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.launcher": _patch_launcher,
     "llamafactory.hparams.parser": _patch_hparams_parser,
     "llamafactory.data.parser": _patch_data_parser,
+    "llamafactory.model.loader": _patch_model_loader,
     "llamafactory.train.pt.workflow": _patch_pt_workflow,
     "llamafactory.train.tuner": _patch_tuner,
     "llamafactory.train.pt.trainer": lambda module: _bind_geobench_callback(module.CustomTrainer),
     "llamafactory.train.sft.trainer": lambda module: _bind_geobench_callback(module.CustomSeq2SeqTrainer),
     "llamafactory.train.callbacks": _patch_callbacks,
+    "llamafactory.chat.chat_model": _patch_chat_model,
+    "llamafactory.chat.hf_engine": _patch_hf_engine,
 }
 
 
