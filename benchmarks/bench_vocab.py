@@ -1,4 +1,4 @@
-"""Vocabulary expansion (PreparedLLM, TSPT's stage 0) on the tiny model: compression and initialization.
+"""Vocabulary expansion (PreparedLLM, TSPT's stage 0): compression and initialization, tiny or real model.
 
 1. Compression: tokens per 1,000 characters of the held-out texts in benchmarks/data, with the tiny
    model's tokenizer (trained on general text only) before and after expansion on both demo corpora.
@@ -11,8 +11,17 @@
    more steps (the unexpanded one too) to show which start the training recovers from fastest.
    A breakdown says where the change right after expansion comes from (see ``heldout_loss``).
 
+With ``--model`` (a real model folder, e.g. SmolLM2-135M-Instruct from ``geo-factory smol-model``) the
+same two measurements run on real weights: no pre-training, and the steps after expansion train the
+embedding matrices alone (``--lr``, constant), the usual first phase after an expansion and cheaper
+than full training on a CPU (no weight gradients in the layers). The goal there: ``prepared`` the best
+of the three, right after expansion and after the steps. ``--eval-chars`` scores only the first lines
+of each held-out text.
+
     python benchmarks/bench_vocab.py [--vocab-sizes 300,1000] [--shape 128x2] [--train-steps 300]
                                      [--adapt-steps 30] [--json out.json]
+    python benchmarks/bench_vocab.py --model models/smollm2-135m-instruct --vocab-sizes 1000,3000 \
+        --adapt-steps 8 --batch 2 --block 128 --eval-chars 1200
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -33,9 +43,14 @@ INITS = ("prepared", "mean", "random")
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
-def _lines(name: str) -> list[str]:
+def _lines(name: str, max_chars: int | None = None) -> list[str]:
+    """The held-out text's lines; with ``max_chars``, the first ones up to that many characters (at least one)."""
     text = (HELDOUT / f"heldout_{name}.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    if max_chars is not None:
+        ends = [sum(map(len, lines[: i + 1])) for i in range(len(lines))]
+        lines = lines[: max(1, sum(end <= max_chars for end in ends))]
+    return lines
 
 
 def tokens_per_1k_chars(model_dir: Path) -> dict[str, float]:
@@ -50,32 +65,50 @@ def tokens_per_1k_chars(model_dir: Path) -> dict[str, float]:
     return rates
 
 
-def token_losses(model_dir: Path, name: str, tokenizer_dir: Path | None = None) -> list[list[tuple[float, int, bool]]]:
-    """Per held-out line (after BOS), each predicted token's NLL, its length in bytes, and whether it is new.
-
-    With the base model's ``tokenizer_dir``, an expanded model reads exactly what the unexpanded one read,
-    so any change in loss comes from its new output rows alone.
-    """
-    import torch
+def load(model_dir: Path):
+    """The model, its tokenizer, and the first id of a new token (past the vocabulary if it is not expanded)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     record = model_dir / "vocab_expansion.json"
     first_new = json.loads(record.read_text())["base_vocab_size"] if record.exists() else len(tokenizer)
+    return model, tokenizer, first_new
+
+
+def token_losses(model, tokenizer, first_new: int, texts: list[str]) -> list[list[tuple[float, int, bool]]]:
+    """Per held-out line (after a start token), each predicted token's NLL, its length in bytes, and whether it is new.
+
+    A tokenizer that adds no BOS (GPT-2 layout) gets its BOS or EOS in front, so the first piece is scored too.
+    With the base model's tokenizer, an expanded model reads exactly what the unexpanded one read, so any
+    change in loss comes from its new output rows alone.
+    """
+    import torch
+
+    from geo_factory.vocab import has_byte_level
+
+    byte_level = has_byte_level(json.loads(tokenizer.backend_tokenizer.to_str())["pre_tokenizer"])
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     lines = []
+    model.eval()
     with torch.no_grad():
-        for line in _lines(name):
+        for line in texts:
             ids = tokenizer(line)["input_ids"]
+            ids = ids if ids[:1] == [start] else [start, *ids]
             logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
             nll = -torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
             pieces = tokenizer.convert_ids_to_tokens(ids[1:])
-            sizes = [1 if BYTE_PIECE.fullmatch(p) else len(p.encode("utf-8")) for p in pieces]
+            if byte_level:  # one character of the byte alphabet per byte
+                sizes = list(map(len, pieces))
+            else:
+                sizes = [1 if BYTE_PIECE.fullmatch(p) else len(p.encode("utf-8")) for p in pieces]
             lines.append(list(zip(nll.tolist(), sizes, [i >= first_new for i in ids[1:]])))
     return lines
 
 
-def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, reference=None) -> dict[str, float]:
+def heldout_loss(
+    lines: list[list[tuple[float, int, bool]]], texts: list[str], name: str, reference=None
+) -> dict[str, float]:
     """Loss per token and per character; against the unexpanded model's ``reference``, where the change comes from.
 
     An expanded token is a run of base tokens (new merges only join what base merges made), so each one is
@@ -84,7 +117,7 @@ def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, referenc
     the new output rows take from base-token targets, and new tokens further back in the context), each as
     a share of the reference loss.
     """
-    chars = sum(map(len, _lines(name)))
+    chars = sum(map(len, texts))
     total = sum(nll for line in lines for nll, _, _ in line)
     scores = {"per_token": total / sum(map(len, lines)), "per_char": total / chars}
     if reference is None:
@@ -106,20 +139,36 @@ def heldout_loss(lines: list[list[tuple[float, int, bool]]], name: str, referenc
     return scores
 
 
-def _train(model_dir: Path, steps: int, output_dir: Path) -> Path:
+def _train(model, tokenizer, steps: int) -> None:
     """``steps`` of plain full training on both demo corpora (the tiny model's own pretraining loop), seeded."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from geo_factory.tiny import demo_texts, pretrain
 
-    texts = list(demo_texts())
-    tokenizer, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir)
     torch.manual_seed(0)
-    pretrain(model, tokenizer, texts, steps)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    return output_dir
+    pretrain(model, tokenizer, list(demo_texts()), steps)
+
+
+def _train_embeddings(model, tokenizer, steps: int, lr: float, batch: int, block: int) -> None:
+    """``steps`` of AdamW on the input and output embedding matrices alone, on packed blocks of both demo corpora."""
+    import torch
+
+    from geo_factory.tiny import demo_texts
+
+    ids = [i for text in demo_texts() for i in [*tokenizer(text)["input_ids"], tokenizer.eos_token_id]]
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    embeddings = {id(w): w for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight)}
+    model.requires_grad_(False)
+    for weight in embeddings.values():
+        weight.requires_grad_(True)
+    optimizer = torch.optim.AdamW(embeddings.values(), lr=lr, weight_decay=0.0)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch_ids = blocks[torch.randint(len(blocks), (batch,))]
+        model(input_ids=batch_ids, labels=batch_ids).loss.backward()
+        optimizer.step(), optimizer.zero_grad()
+    model.eval()
 
 
 def main() -> None:
@@ -127,48 +176,74 @@ def main() -> None:
     parser.add_argument(
         "--vocab-sizes", default="300,1000", help="New tokens, comma-separated; the first scores inits."
     )
-    parser.add_argument("--train-steps", type=int, default=300, help="Steps on the demo corpora before expansion.")
+    parser.add_argument("--model", type=Path, help="A real model folder instead of the tiny model (see above).")
+    parser.add_argument("--train-steps", type=int, default=300, help="Tiny model: steps on the demo corpora first.")
     parser.add_argument("--adapt-steps", type=int, default=30, help="Steps on the demo corpora after expansion.")
     parser.add_argument("--shape", default="128x2", help="Tiny model's hidden size x layers (the tests' is 128x2).")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Real model: learning rate of the embedding steps.")
+    parser.add_argument("--batch", type=int, default=2, help="Real model: blocks per embedding step.")
+    parser.add_argument("--block", type=int, default=128, help="Real model: tokens per block.")
+    parser.add_argument("--eval-chars", type=int, help="Score only the first lines of each held-out text, this long.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(n) for n in args.vocab_sizes.split(",")]
     for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(key, value)
 
+    from transformers import AutoTokenizer
+
     from geo_factory.tiny import build_tiny_model
     from geo_factory.vocab import expand_command
 
     held_out = ("geo_en", "geo_zh")
+    texts = {name: _lines(name, args.eval_chars) for name in held_out}
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench_vocab_") as tmp:
         work = Path(tmp)
-        hidden, layers = (int(n) for n in args.shape.split("x"))
-        base = build_tiny_model(work / "tiny", hidden_size=hidden, num_layers=layers)
+        if args.model is None:
+            hidden, layers = (int(n) for n in args.shape.split("x"))
+            base = build_tiny_model(work / "tiny", hidden_size=hidden, num_layers=layers)
+        else:
+            base = args.model.resolve()
         compression = {"base": tokens_per_1k_chars(base)}
         for size in sizes:
             out = expand_command(str(base), CORPORA, size, "prepared", work / f"expanded-{size}")
             compression[f"+{size}"] = tokens_per_1k_chars(out)
 
-        trained = _train(base, args.train_steps, work / "trained")
+        if args.model is None:
+            model, tokenizer, _ = load(base)
+            _train(model, tokenizer, args.train_steps)
+            trained = work / "trained"
+            model.save_pretrained(trained)
+            tokenizer.save_pretrained(trained)
+        else:
+            trained = base
         models = {"unexpanded": trained}
         for init in INITS:
             models[init] = expand_command(str(trained), CORPORA, sizes[0], init, work / f"init-{init}")
-        losses = {label: {name: token_losses(d, name) for name in held_out} for label, d in models.items()}
-        init_scores = {}
-        for label, model_dir in models.items():
-            adapted = _train(model_dir, args.adapt_steps, work / f"{label}-adapted")
-            init_scores[label] = {
-                "after_expansion": {
-                    name: heldout_loss(losses[label][name], name, losses["unexpanded"][name]) for name in held_out
-                },
-                "after_adaptation": {name: heldout_loss(token_losses(adapted, name), name) for name in held_out},
-            }
-            if label != "unexpanded":
-                init_scores[label]["base_encoding"] = {
-                    name: heldout_loss(token_losses(model_dir, name, tokenizer_dir=trained), name) for name in held_out
+        base_tokenizer = AutoTokenizer.from_pretrained(trained)
+        init_scores, reference = {}, {}
+        for label, model_dir in models.items():  # the unexpanded model first: the others' reference
+            model, tokenizer, first_new = load(model_dir)
+            losses = {n: token_losses(model, tokenizer, first_new, texts[n]) for n in held_out}
+            reference = reference or losses
+            scores = {"after_expansion": {n: heldout_loss(losses[n], texts[n], n, reference[n]) for n in held_out}}
+            if label != "unexpanded" and args.model is None:  # the breakdown's last column: tiny model only
+                scores["base_encoding"] = {
+                    n: heldout_loss(token_losses(model, base_tokenizer, first_new, texts[n]), texts[n], n)
+                    for n in held_out
                 }
-
-    print("### Compression: tokens per 1,000 characters of held-out text (tiny model's tokenizer)\n")
+            if args.model is None:
+                _train(model, tokenizer, args.adapt_steps)
+            else:
+                _train_embeddings(model, tokenizer, args.adapt_steps, args.lr, args.batch, args.block)
+            scores["after_adaptation"] = {
+                n: heldout_loss(token_losses(model, tokenizer, first_new, texts[n]), texts[n], n) for n in held_out
+            }
+            init_scores[label] = scores
+    minutes = (time.monotonic() - started) / 60
+    model_name = args.model.name if args.model else f"tiny {args.shape} model"
+    print(f"### Compression: tokens per 1,000 characters of held-out text ({model_name}'s tokenizer)\n")
     print("| text | base | " + " | ".join(f"+{n} tokens | change" for n in sizes) + " |")
     print("|---|---|" + "---|---|" * len(sizes))
     for name in TEXTS:
@@ -178,9 +253,8 @@ def main() -> None:
         ]
         print(f"| {name} | {base_rate:.1f} | " + " | ".join(cells) + " |")
 
-    print(
-        f"\n### Initialization: held-out geoscience loss, +{sizes[0]} tokens, model trained {args.train_steps} steps\n"
-    )
+    trained_how = f"trained {args.train_steps} steps" if args.model is None else "as published"
+    print(f"\n### Initialization: held-out geoscience loss, +{sizes[0]} tokens, {model_name} {trained_how}\n")
     print(
         "| init | loss/token EN, ZH | loss/char EN, ZH | loss/char vs unexpanded | "
         f"loss/char after {args.adapt_steps} more steps | vs unexpanded after the same steps |"
@@ -212,17 +286,18 @@ def main() -> None:
             ", ".join(f"{scores[n][k]:+.1%}" for n in held_out) for k in ("new_targets", "after_new", "elsewhere")
         ]
         unexpanded = reference["after_expansion"]
-        base_encoding = init_scores[label]["base_encoding"]
+        base_encoding = init_scores[label].get("base_encoding")
         cells.append(
             ", ".join(f"{base_encoding[n]['per_char'] / unexpanded[n]['per_char'] - 1:+.1%}" for n in held_out)
+            if base_encoding
+            else "not measured"
         )
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print(
-        f"\nReproduce: python benchmarks/bench_vocab.py --vocab-sizes {args.vocab_sizes} --shape {args.shape} "
-        f"--train-steps {args.train_steps} --adapt-steps {args.adapt_steps}"
-    )
+    print(f"\nReproduce ({minutes:.1f} min): python " + " ".join(sys.argv))
     if args.json:
-        args.json.write_text(json.dumps({"compression": compression, "init": init_scores}, indent=2))
+        args.json.write_text(
+            json.dumps({"compression": compression, "init": init_scores, "minutes": minutes}, indent=2)
+        )
 
 
 if __name__ == "__main__":

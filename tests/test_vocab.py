@@ -1,12 +1,14 @@
 """Vocabulary expansion (PreparedLLM): TSPT's stage 0 and ``geo-factory expand-vocab``.
 
 The expansion runs through the real console script or ``llamafactory-cli`` on the tiny model, whose
-tokenizer was trained on general text only, with the bundled demo corpora and held-out texts.
+tokenizer was trained on general text only, with the bundled demo corpora and held-out texts; on
+ByteLevel BPE tokenizers (GPT-2 layout) built here with ``tokenizers``; and on SmolLM2's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -63,6 +65,71 @@ def _record(path: Path) -> dict:
 
 def _lines(name: str) -> list[str]:
     return [line for line in (HELDOUT / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _mixed_registry(work: Path) -> None:
+    """``data/`` in ``work`` with ``mixed_demo``: the MIXED texts, each 20 times (the registry's sets stay available)."""
+    (work / "data").mkdir()
+    (work / "data" / "mixed.jsonl").write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in MIXED * 20), encoding="utf-8"
+    )
+    registry = {"mixed_demo": {"file_name": "mixed.jsonl", "columns": {"prompt": "text"}}}
+    (work / "data" / "dataset_info.json").write_text(json.dumps(registry))
+
+
+def _check_promises(base_dir: Path, new_dir: Path) -> tuple:
+    """What every expansion promises, whatever the layout: the tokenizers, after asserting it.
+
+    Every base id (added and special tokens included) is unchanged and new ids follow the last one; any text
+    round-trips exactly; general text never gets longer (and is unchanged where it uses no new token);
+    geoscience text gets shorter; special tokens in a chat still encode as themselves.
+    """
+    base, new = AutoTokenizer.from_pretrained(base_dir), AutoTokenizer.from_pretrained(new_dir)
+    pieces = _record(new_dir)["pieces"]
+    first = max(base.get_vocab().values()) + 1
+    new_vocab = new.get_vocab()
+    assert all(new_vocab[piece] == i for piece, i in base.get_vocab().items())
+    assert [new_vocab[p] for p in pieces] == list(range(first, first + len(pieces)))
+    assert len(new) == first + len(pieces)
+
+    def encode(tokenizer, text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    for text in PROBES + _lines("heldout_geo_zh.txt")[:5] + _lines("heldout_geo_en.txt")[:5]:
+        assert new.decode(encode(new, text), clean_up_tokenization_spaces=False) == text, repr(text)
+    for line in _lines("heldout_general_en.txt") + _lines("heldout_general_zh.txt"):
+        old, ids = encode(base, line), encode(new, line)
+        assert len(ids) <= len(old), line
+        if all(i < first for i in ids):
+            assert ids == old, line
+    for name in ("heldout_geo_en.txt", "heldout_geo_zh.txt"):
+        text = "\n".join(_lines(name))
+        assert len(encode(new, text)) < len(encode(base, text)), name
+    specials = [t for t in base.all_special_tokens if t != base.unk_token]
+    chat = "".join(f"{t}地震 earthquake 🌋" for t in specials)
+    assert [i for i in encode(new, chat) if i < first and base.convert_ids_to_tokens(i) in specials] == [
+        base.convert_tokens_to_ids(t) for t in specials
+    ]
+    return base, new, pieces
+
+
+def _check_prepared_tied_rows(base_dir: Path, new_dir: Path, base, pieces: list[str]) -> None:
+    """One embedding matrix, shared by the output layer: base rows kept, new rows the mean of the spelling rows."""
+    from transformers import AutoModelForCausalLM
+
+    weights = load_file(new_dir / "model.safetensors")
+    assert "lm_head.weight" not in weights and json.loads((new_dir / "config.json").read_text())["tie_word_embeddings"]
+    model = AutoModelForCausalLM.from_pretrained(new_dir)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    old = load_file(base_dir / "model.safetensors")["model.embed_tokens.weight"]
+    rows = weights["model.embed_tokens.weight"]
+    first = max(base.get_vocab().values()) + 1
+    assert torch.equal(rows[:first], old[:first])
+    spellings = [[t.id for t in base.backend_tokenizer.model.tokenize(piece)] for piece in pieces]
+    assert max(map(len, spellings)) >= 3
+    torch.testing.assert_close(
+        rows[first : first + len(pieces)], torch.stack([old[ids].mean(dim=0) for ids in spellings])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,12 +236,7 @@ def test_every_new_piece_is_produced_by_encoding_the_corpus(expanded: Path, tiny
 @pytest.mark.parametrize("layout", ["metaspace", "llama"])
 def test_round_trip_on_english_chinese_emoji_and_bytes(tmp_path, tiny_model, cli_env, layout: str) -> None:
     model = tiny_model if layout == "metaspace" else _llama_layout(tiny_model, tmp_path / "llama-layout")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "mixed.jsonl").write_text(
-        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in MIXED * 20), encoding="utf-8"
-    )
-    registry = {"mixed_demo": {"file_name": "mixed.jsonl", "columns": {"prompt": "text"}}}
-    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(registry))
+    _mixed_registry(tmp_path)
     _expand(
         "--model", model, "--dataset", "mixed_demo", "--vocab-size", 200, "--output", "out", cwd=tmp_path, env=cli_env
     )
@@ -318,12 +380,16 @@ def test_invalid_settings_fail_before_any_work(tmp_path, tiny_model, overrides: 
     assert not any(tmp_path.iterdir())
 
 
-def test_a_tokenizer_without_byte_fallback_is_refused(tmp_path, tiny_model) -> None:
+def test_a_tokenizer_that_cannot_spell_any_text_is_refused(tmp_path, tiny_model) -> None:
+    """Metaspace BPE without byte fallback: a character it lacks becomes `<unk>`, so no expansion could round-trip."""
     model = shutil.copytree(tiny_model, tmp_path / "no-fallback")
     spec = json.loads((model / "tokenizer.json").read_text())
     spec["model"]["byte_fallback"] = False
     (model / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(ValueError, match="needs a byte-fallback BPE tokenizer"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs a BPE tokenizer that can spell any text: with byte fallback .* or a ByteLevel pre-tokenizer",
+    ):
         expand_command(str(model), "geo_corpus_demo", 10, "prepared", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -384,3 +450,167 @@ def test_stage0_under_torchrun_is_shared_by_both_workers(tmp_path, tiny_model, c
     assert _record(out / "stage0")["added"] == ADDED
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "a temporary stage-0 folder was left"
     assert (out / "adapter_model.safetensors").is_file()
+
+
+# ByteLevel BPE (GPT-2 layout: Llama-3, Qwen2, SmolLM2, Mistral-Nemo), built here with `tokenizers`.
+
+LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def _byte_level_model(target: Path, layout: str) -> Path:
+    """A 1,024-piece ByteLevel BPE tokenizer (no byte fallback) trained on the general demo corpus, and a tiny
+    Llama with tied embeddings.
+
+    ``gpt2``: the ByteLevel pre-tokenizer's own regex, special tokens first in the vocabulary, `GPT2Tokenizer`
+    (GPT-2, SmolLM2). ``llama3``: NFC, Llama-3's split regex then ByteLevel, ``ignore_merges``, and special tokens
+    added after the BPE vocabulary with a BOS template (Llama-3's `<|begin_of_text|>` is id 128000).
+    """
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import GPT2Tokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(ignore_merges=layout == "llama3"))
+    if layout == "gpt2":
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        backend.normalizer = normalizers.NFC()
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"] if layout == "gpt2" else [],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(demo_texts(("general_corpus.jsonl",)), trainer)
+    if layout == "gpt2":
+        merges = [tuple(m) for m in json.loads(backend.to_str())["model"]["merges"]]
+        tokenizer = GPT2Tokenizer(
+            vocab=backend.get_vocab(), merges=merges, eos_token="<|im_end|>", unk_token="<|endoftext|>"
+        )
+        tokenizer.add_special_tokens({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"})
+    else:
+        bos, eot = "<|begin_of_text|>", "<|eot_id|>"
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (bos, eot)])
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, backend.token_to_id(bos))]
+        )
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eot)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama3"])
+def byte_level(request, tmp_path_factory, cli_env) -> tuple[Path, Path]:
+    """A ByteLevel model and its expansion by 300 tokens on the mixed texts and both demo corpora."""
+    work = tmp_path_factory.mktemp(f"byte-level-{request.param}")
+    base = _byte_level_model(work / "base", request.param)
+    _mixed_registry(work)
+    args = ("--dataset", "mixed_demo,geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
+    _expand("--model", base, *args, "--output", "out", cwd=work, env=cli_env)
+    return base, work / "out"
+
+
+def test_byte_level_expansion_keeps_every_promise(byte_level) -> None:
+    base_dir, new_dir = byte_level
+    spec = json.loads((new_dir / "tokenizer.json").read_text())
+    assert not spec["model"]["byte_fallback"] and len(_record(new_dir)["pieces"]) == ADDED
+    base, new, pieces = _check_promises(base_dir, new_dir)
+    if base.bos_token == "<|begin_of_text|>":  # added after the BPE vocabulary: still there, still prepended
+        assert new.encode("地震")[0] == base.bos_token_id == 1024 and new.convert_ids_to_tokens(1025) == "<|eot_id|>"
+    texts = {new.convert_tokens_to_string([p]) for p in pieces}
+    for char in ("🌋", "锆", "𠀀"):  # each spelt in 2 to 4 byte pieces by the base
+        assert any(char in t for t in texts), f"no new token holds {char}, which the base spells in bytes"
+    assert any(len(t) >= 5 and t.strip().isalpha() and t.isascii() for t in texts), "and whole English words"
+    assert any(i >= len(base) for i in new.encode(PROBES[6], add_special_tokens=False))
+
+
+def test_byte_level_prepared_rows_with_tied_embeddings(byte_level) -> None:
+    base_dir, new_dir = byte_level
+    base = AutoTokenizer.from_pretrained(base_dir)
+    _check_prepared_tied_rows(base_dir, new_dir, base, _record(new_dir)["pieces"])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {(f.name, f.stat().st_mode & 0o777) for f in new_dir.iterdir()} == {
+        (f.name, 0o666 & ~umask) for f in new_dir.iterdir()
+    }, "the weights must be as readable as the rest of the folder"
+
+
+# SmolLM2-135M-Instruct's own tokenizer (ByteLevel, digits split one by one, tied embeddings).
+
+
+@pytest.mark.real_model
+def test_smollm2_expansion_keeps_every_promise(smol_model: Path, tmp_path, cli_env) -> None:
+    _mixed_registry(tmp_path)
+    args = ("--dataset", "mixed_demo,geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
+    _expand("--model", smol_model, *args, "--output", "out", cwd=tmp_path, env=cli_env)
+    base, new, pieces = _check_promises(smol_model, tmp_path / "out")
+    assert len(pieces) == ADDED and len(base) == 49152
+    assert new.tokenize("2024") == ["2", "0", "2", "4"], "the base pre-tokenizer is kept"
+    _check_prepared_tied_rows(smol_model, tmp_path / "out", base, pieces)
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_smollm2_tspt_stage0_then_training_and_export(smol_model: Path, tmp_path, cli_env) -> None:
+    """The documented path on a ByteLevel model: stage 0, one step of each stage, export on stage 0."""
+    (tmp_path / "train.yaml").write_text(
+        f"model_name_or_path: {smol_model}\ntemplate: smollm2\nstage: tspt\ndo_train: true\nfinetuning_type: lora\n"
+        "lora_rank: 4\nlora_target: q_proj,v_proj\ntspt_vocab_corpus: geo_corpus_demo,general_corpus_demo\n"
+        "tspt_vocab_size: 200\ntspt_stage1_dataset: general_corpus_demo\ntspt_stage1_mix: 1.0\n"
+        "tspt_stage1_tokens: 128\ntspt_stage2_dataset: geo_corpus_demo\ntspt_stage2_mix: 1.0\ntspt_stage2_tokens: 128\n"
+        "cutoff_len: 64\noverwrite_cache: true\npreprocessing_num_workers: null\ndataloader_num_workers: 0\n"
+        "output_dir: saves/smol_vocab\nlogging_steps: 1\nsave_steps: 100\nreport_to: none\n"
+        "per_device_train_batch_size: 2\nlearning_rate: 1.0e-3\nseed: 42\n"
+    )
+    run_cli("train", tmp_path / "train.yaml", cwd=tmp_path, env=cli_env)
+    out = tmp_path / "saves/smol_vocab"
+    stage0 = out / "stage0"
+    assert _record(stage0)["added"] == 200 and _record(stage0)["base_vocab_size"] == 49152
+    assert all(losses(out / stage) for stage in ("stage1", "stage2"))
+    assert {"embed_tokens", "lm_head"} <= set(json.loads((out / "adapter_config.json").read_text())["modules_to_save"])
+
+    (tmp_path / "merge.yaml").write_text(
+        f"model_name_or_path: {stage0}\nadapter_name_or_path: {out}\ntemplate: smollm2\n"
+        "export_dir: saves/merged\nexport_size: 1\nexport_device: cpu\nexport_legacy_format: false\n"
+    )
+    run_cli("export", tmp_path / "merge.yaml", cwd=tmp_path, env=cli_env)
+    merged = tmp_path / "saves/merged"
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(stage0).get_vocab()
+    text = "俯冲带把大洋岩石圈带回地幔 🌋 subduction"
+    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
+    trained = next(
+        v for k, v in load_file(out / "adapter_model.safetensors").items() if k.endswith("embed_tokens.weight")
+    )
+    rows = load_file(merged / "model.safetensors")["model.embed_tokens.weight"]
+    new_rows = slice(49152, 49352)
+    assert torch.equal(rows[new_rows], trained[new_rows]), "the merged model has the trained new rows"
+    assert not torch.equal(
+        rows[new_rows], load_file(stage0 / "model.safetensors")["model.embed_tokens.weight"][new_rows]
+    )

@@ -14,6 +14,11 @@ BPE training on the domain corpora and appends what it learns:
   corpus, and the best ``vocab_size`` are added together with the pieces they are built from;
   pieces the base vocabulary already has are never added.
 
+A ByteLevel BPE tokenizer (GPT-2 layout: Llama-3, Qwen2, SmolLM2, Mistral-Nemo) needs no byte
+fallback: its words are written in a 256-symbol byte alphabet that its vocabulary holds whole, so a
+character it spells in bytes is merged like anything else (a piece may end inside a character, as
+many base pieces do), and a new piece is a string of that alphabet.
+
 Base ids and base merges are untouched and new ids come after the last one, so every weight keeps
 its meaning, general text encodes as before or shorter, and the base decoder decodes new pieces
 (plain strings) like any other. New embedding rows start as the mean of the base rows of the pieces
@@ -37,6 +42,7 @@ from llamafactory.extras import logging
 from tqdm import tqdm
 
 from .datasets import check_dataset_names
+from .extras import save_pretrained
 
 
 if TYPE_CHECKING:
@@ -202,7 +208,7 @@ def expand_vocabulary(
     with _outside_zero3(training_args):
         model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype="auto", **init_kwargs)
         init_embeddings(model, expansion.spellings(), expansion.first_id, init, seed)
-        model.save_pretrained(tmp_dir)
+        save_pretrained(tmp_dir, model)  # safetensors alone would write the weights 0600
     record = {**settings, **expansion.summary(), "embedding_rows": model.get_input_embeddings().weight.size(0)}
     with open(tmp_dir / RECORD, "w", encoding="utf-8") as f:
         json.dump(record, f, ensure_ascii=False, indent=2)
@@ -275,16 +281,19 @@ def corpus_texts(
 
 
 class VocabExpansion:
-    """New pieces and merges for a byte-fallback BPE tokenizer, learned as a continuation of its training."""
+    """New pieces and merges for a byte-fallback or ByteLevel BPE tokenizer, learned as a continuation of its training."""
 
     def __init__(self, backend: Tokenizer) -> None:
         self.base = backend
         self.spec = json.loads(backend.to_str())
         model = self.spec["model"]
-        if model.get("type") != "BPE" or not model.get("byte_fallback"):
+        self.byte_level = has_byte_level(self.spec.get("pre_tokenizer"))
+        if model.get("type") != "BPE" or not (model.get("byte_fallback") or self.byte_level):
             raise ValueError(
-                "Vocabulary expansion needs a byte-fallback BPE tokenizer (LLaMA/Mistral layout); this one has a "
-                f"{model.get('type')} model with byte_fallback={model.get('byte_fallback', False)}."
+                "Vocabulary expansion needs a BPE tokenizer that can spell any text: with byte fallback (LLaMA/Mistral "
+                "layout) or a ByteLevel pre-tokenizer (GPT-2 layout: Llama-3, Qwen2, SmolLM2); this one has a "
+                f"{model.get('type')} model with byte_fallback={model.get('byte_fallback', False)} and no ByteLevel "
+                "pre-tokenizer."
             )
         if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
             raise ValueError("Vocabulary expansion does not support BPE subword prefixes or word suffixes.")
@@ -313,7 +322,10 @@ class VocabExpansion:
         self.tokens_after = sum(len(self.backend.model.tokenize(w)) * n for w, n in words.items())
 
     def _count_words(self, texts: Iterable[str]) -> Counter[str]:
-        """Words as the base tokenizer sees them: normalized, pre-tokenized, split before each metaspace."""
+        """Words as the base tokenizer sees them: normalized, pre-tokenized, split before each metaspace.
+
+        A ByteLevel pre-tokenizer has split the text into words already, each written in its byte alphabet.
+        """
         normalizer, pre_tokenizer = self.base.normalizer, self.base.pre_tokenizer
         words: Counter[str] = Counter()
         with tqdm(desc="Reading the vocabulary corpus", unit="char", unit_scale=True) as bar:  # the one long pass
@@ -323,7 +335,7 @@ class VocabExpansion:
                     text = normalizer.normalize_str(text)
                 parts = [p for p, _ in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer is not None else [text]
                 for part in parts:
-                    words.update(w for w in _WORD.split(part) if w)
+                    words.update([part] if self.byte_level else (w for w in _WORD.split(part) if w))
         return words
 
     def _symbol_words(self, words: Counter[str]) -> Counter[str]:
@@ -445,6 +457,13 @@ class VocabExpansion:
             "corpus_tokens_after": self.tokens_after,
             "pieces": self.pieces,
         }
+
+
+def has_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
+    """Whether the pre-tokenizer (or one in its sequence) maps text to the 256-symbol byte alphabet."""
+    if not pre_tokenizer:
+        return False
+    return pre_tokenizer.get("type") == "ByteLevel" or any(map(has_byte_level, pre_tokenizer.get("pretokenizers", [])))
 
 
 def _continue_bpe(words: Counter[str], n_merges: int) -> tuple[list[tuple[str, str]], Counter[str]]:
