@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import example, run_cli, workdir
 from geo_factory.datasets import DATA_CONFIG, check_dataset_names, registry_dir
+
+
+GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 
 def _train_fails(work: Path, env: dict, *overrides: str) -> str:
@@ -87,3 +92,41 @@ def test_registry_json_errors_name_the_file(tmp_path) -> None:
     (tmp_path / DATA_CONFIG).write_text("{not json")
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / DATA_CONFIG} is not valid JSON")):
         check_dataset_names(["geo_corpus_demo"], str(tmp_path), key="dataset")
+
+
+def test_datasets_command_lists_the_users_own_names_with_their_source(tmp_path, cli_env) -> None:
+    registry = {
+        "my_corpus": {"file_name": "mine.jsonl", "columns": {"prompt": "text"}},
+        "geo_corpus_demo": {"hf_hub_url": "me/better_geo_corpus"},
+    }
+    for folder in ("data", "elsewhere"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / DATA_CONFIG).write_text(json.dumps(registry))
+    for args, folder in (((), "data"), (("--dataset-dir", "elsewhere"), "elsewhere")):
+        proc = subprocess.run(
+            [GEO_FACTORY, "datasets", *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [" ".join(line.split()) for line in proc.stdout.splitlines()]
+        assert f"your registry: {tmp_path / folder / DATA_CONFIG}" in lines
+        assert "my_corpus mine.jsonl (yours)" in lines
+        assert "geo_corpus_demo me/better_geo_corpus (yours)" in lines  # the user's entry wins, as in training
+        assert "geosignal daven3/geosignal" in lines  # and geo-factory's names are still there
+
+
+def test_inside_the_clone_the_registry_is_named_once(tmp_path, cli_env) -> None:
+    """`dataset_dir: data` in a clone of geo-factory is geo-factory's own registry, not a second one."""
+    repo = registry_dir().parent
+    geo = registry_dir() / DATA_CONFIG
+    overrides = ("dataset=geo_corpus_dmeo", f"output_dir={tmp_path / 'out'}")
+    proc = run_cli("train", example("tiny/tiny_lora_pretrain.yaml"), *overrides, cwd=repo, env=cli_env, check=False)
+    assert proc.returncode != 0 and not (tmp_path / "out").exists()
+    assert f"Searched {geo} (geo-factory's);" in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.count(str(geo)) == 1, proc.stderr[-2000:]
+
+    proc = subprocess.run(
+        [GEO_FACTORY, "datasets"], cwd=repo, env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"your registry: none (data/{DATA_CONFIG} is geo-factory's own)" in proc.stdout
+    assert "(yours)" not in proc.stdout

@@ -61,12 +61,21 @@ def _read_registry(path: Path) -> dict[str, Any]:
     return info
 
 
+def user_registry(dataset_dir: str) -> Path | None:
+    """The user's own ``dataset_info.json`` in ``dataset_dir``; None when there is none, or it is geo-factory's
+    (``dataset_dir: data`` inside a clone of geo-factory)."""
+    user_file = Path(dataset_dir).absolute() / DATA_CONFIG
+    if not user_file.is_file() or user_file.resolve() == (registry_dir() / DATA_CONFIG).resolve():
+        return None
+    return user_file
+
+
 def merged_registry(dataset_dir: str) -> tuple[dict[str, Any], dict[str, Path]]:
     """All entries visible from ``dataset_dir``, and the file each one comes from."""
     info = dict(_geo_registry())
     origin = dict.fromkeys(info, registry_dir() / DATA_CONFIG)
-    user_file = Path(dataset_dir).absolute() / DATA_CONFIG
-    if user_file.is_file():
+    user_file = user_registry(dataset_dir)
+    if user_file is not None:
         user = _read_registry(user_file)
         info.update(user)
         origin.update(dict.fromkeys(user, user_file))
@@ -89,11 +98,42 @@ def check_dataset_names(names: list[str] | str | None, dataset_dir: str | dict, 
             close = difflib.get_close_matches(name, list(info), n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ValueError(
-                f"Unknown dataset `{name}` in `{key}`.{hint} Searched {Path(dataset_dir).absolute() / DATA_CONFIG} "
-                f"(your registry) and {registry_dir() / DATA_CONFIG} (geo-factory's); "
-                f"`geo-factory datasets` lists all {len(info)} names."
+                f"Unknown dataset `{name}` in `{key}`.{hint} Searched {_searched(dataset_dir)}; "
+                f"`geo-factory datasets --dataset-dir {dataset_dir}` lists all {len(info)} names."
             )
         _check_entry(name, info[name], origin[name], dataset_dir)
+        _check_reachable(name, info[name], key, dataset_dir)
+
+
+def _check_reachable(name: str, entry: dict[str, Any], key: str, dataset_dir: str) -> None:
+    """Offline, a hub dataset never cached fails deep inside ``datasets``: say which one it is and what to do."""
+    repo = entry.get("hf_hub_url")
+    if repo is None:
+        return
+    from datasets import config
+
+    subset = entry.get("subset")
+    if (
+        not config.HF_HUB_OFFLINE
+        or (Path(config.HF_DATASETS_CACHE) / repo.replace("/", "___") / (subset or "")).is_dir()
+    ):
+        return
+    raise ValueError(
+        f"`{name}` in `{key}` is the hub dataset `{repo}`{f' (subset `{subset}`)' if subset else ''}, and this run is "
+        f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) with no copy of it in the cache ({config.HF_DATASETS_CACHE}). "
+        f"Run once with network access to cache it, or register a local copy under the name `{name}` in "
+        f"{Path(dataset_dir).absolute() / DATA_CONFIG} (your entries win over geo-factory's)."
+    )
+
+
+def _searched(dataset_dir: str) -> str:
+    """The registry files a name was looked up in, each once."""
+    geo, user_file = registry_dir() / DATA_CONFIG, Path(dataset_dir).absolute() / DATA_CONFIG
+    if user_registry(dataset_dir) is not None:
+        return f"{user_file} (your registry) and {geo} (geo-factory's)"
+    if user_file.is_file():  # dataset_dir is geo-factory's own data/
+        return f"{geo} (geo-factory's)"
+    return f"{geo} (geo-factory's); your `dataset_dir` has no {DATA_CONFIG} ({user_file})"
 
 
 def _check_entry(name: str, entry: Any, path: Path, dataset_dir: str) -> None:
@@ -130,12 +170,13 @@ def registry_get_dataset_list(
     return get_dataset_list(dataset_names, info)
 
 
-def describe() -> list[tuple[str, str]]:
-    """(name, source) for every dataset geo-factory registers, for ``geo-factory datasets``."""
+def describe(dataset_dir: str = "data") -> list[tuple[str, str, Path]]:
+    """(name, source, registry file) of every dataset name visible from ``dataset_dir``, for ``geo-factory datasets``."""
+    info, origin = merged_registry(dataset_dir)
     rows = []
-    for name, entry in _geo_registry().items():
-        source = next((entry[k] for k in _SOURCES if k in entry), "?")
-        if "file_name" in entry:
-            source = os.path.relpath(source, registry_dir())
-        rows.append((name, str(source)))
+    for name, entry in info.items():
+        source = next((entry[k] for k in _SOURCES if k in entry), "?") if isinstance(entry, dict) else "?"
+        if isinstance(entry, dict) and "file_name" in entry:  # relative to its registry's folder, as written there
+            source = os.path.relpath(origin[name].parent / source, origin[name].parent)
+        rows.append((name, str(source), origin[name]))
     return rows
