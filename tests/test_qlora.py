@@ -1,0 +1,136 @@
+"""QLoRA (bitsandbytes 4-bit) through the stock ``llamafactory-cli`` (issue 17).
+
+On the real model: QLoRA SFT, QLoRA TSPT (both stages) then ``export`` onto the unquantized base and ``chat``,
+and GeoBench on the 4-bit model, alone and with the QLoRA adapter, giving the same answers at batch size 1 and
+16. On the tiny model: vocabulary expansion with a 4-bit base trains the new rows in full precision.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from conftest import SHARED_GEOBENCH, chat, example, losses, read_trainer_log, run_cli, workdir
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs geo-factory[qlora]"),
+]
+QUANTIZED = "Quantizing model to 4 bit with bitsandbytes"
+FOUR_BIT = ("quantization_bit=4", "quantization_method=bnb")
+
+
+def _smol_work(path: Path, smol_model: Path) -> Path:
+    (path / "models").mkdir()
+    (path / "models" / "smollm2-135m-instruct").symlink_to(smol_model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def qlora_sft(smol_model: Path, tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
+    work = _smol_work(tmp_path_factory.mktemp("qlora_sft"), smol_model)
+    short = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8")
+    proc = run_cli("train", example("smol/smol_lora_sft.yaml"), *FOUR_BIT, *short, cwd=work, env=cli_env)
+    assert QUANTIZED in proc.stdout + proc.stderr
+    return work / "saves/smol/lora/sft"
+
+
+@pytest.mark.real_model
+def test_qlora_sft_trains_an_adapter_on_the_4_bit_model(qlora_sft: Path) -> None:
+    curve = losses(qlora_sft)
+    assert len(curve) == 8 and all(0 < loss < 20 for loss in curve), curve
+    held_out = [row["eval_loss"] for row in read_trainer_log(qlora_sft) if "eval_loss" in row]
+    assert len(held_out) == 2 and held_out[1] < held_out[0], held_out
+    config = json.loads((qlora_sft / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"].endswith("smollm2-135m-instruct") and config["r"] == 8
+
+
+@pytest.mark.real_model
+def test_qlora_tspt_then_export_onto_the_unquantized_base_and_chat(
+    smol_model: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    work = _smol_work(tmp_path, smol_model)
+    budgets = ("tspt_stage1_tokens=512", "tspt_stage2_tokens=512", "cutoff_len=128")
+    proc = run_cli("train", example("smol/smol_tspt_lora.yaml"), *FOUR_BIT, *budgets, cwd=work, env=cli_env)
+    assert (proc.stdout + proc.stderr).count(QUANTIZED) == 2, "each stage loads the base in 4 bits"
+    tspt = work / "saves/smol/lora/tspt"
+    report = json.loads((tspt / "tspt_report.json").read_text())
+    assert [report["stages"][stage]["steps"] for stage in ("stage1", "stage2")] == [2, 2], report
+    assert (tspt / "adapter_model.safetensors").is_file()
+
+    run_cli(
+        "export",
+        example("smol/smol_lora_merge.yaml"),
+        "adapter_name_or_path=saves/smol/lora/tspt",
+        cwd=work,
+        env=cli_env,
+    )
+    merged = work / "saves/smol/merged"
+    config = json.loads((merged / "config.json").read_text())
+    assert "quantization_config" not in config, "the merge went onto a quantized base"
+    with (
+        safe_open(merged / "model.safetensors", "pt") as new,
+        safe_open(smol_model / "model.safetensors", "pt") as base,
+    ):
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert new.get_tensor(name).dtype == base.get_tensor(name).dtype
+        assert not new.get_tensor(name).equal(base.get_tensor(name)), "the adapter was not merged"
+    answer = chat(example("smol/smol_chat.yaml"), "What is a subduction zone?", cwd=work, env=cli_env)
+    assert len(answer.split()) >= 5, answer
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(
+    not (SHARED_GEOBENCH / "k2").is_dir(), reason="needs the published GeoBench in ../shared/geobench/k2"
+)
+@pytest.mark.parametrize("adapter", [False, True], ids=["4-bit base", "4-bit base + QLoRA adapter"])
+def test_geobench_on_the_4_bit_model_gives_the_same_answers_at_batch_size_1_and_16(
+    adapter: bool, smol_model: Path, qlora_sft: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    work = _smol_work(tmp_path, smol_model)
+    extra = (f"adapter_name_or_path={qlora_sft}", "finetuning_type=lora") if adapter else ()
+    predictions = {}
+    for batch_size in (1, 16):
+        proc = run_cli(
+            "eval",
+            example("smol/smol_eval.yaml"),
+            *FOUR_BIT,
+            *extra,
+            "task=geobench_npee",
+            f"task_dir={SHARED_GEOBENCH / 'k2'}",
+            "max_samples=32",
+            f"batch_size={batch_size}",
+            f"save_dir=bs{batch_size}",
+            cwd=work,
+            env=cli_env,
+        )
+        assert QUANTIZED in proc.stdout + proc.stderr
+        rows = [json.loads(line) for line in (work / f"bs{batch_size}/predictions.jsonl").read_text().splitlines()]
+        predictions[batch_size] = {row["id"]: row for row in rows}
+    assert len(predictions[1]) == 32 and predictions[1].keys() == predictions[16].keys()
+    for qid, one in predictions[1].items():
+        assert one["prediction"] == predictions[16][qid]["prediction"], (qid, one, predictions[16][qid])
+
+
+def test_vocabulary_expansion_with_a_4_bit_base_trains_the_new_rows_in_full_precision(
+    tiny_model: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    work = workdir(tmp_path, tiny_model)
+    budgets = ("tspt_stage1_tokens=1024", "tspt_stage2_tokens=1024", "output_dir=saves/vq")
+    proc = run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *FOUR_BIT, *budgets, cwd=work, env=cli_env)
+    assert (proc.stdout + proc.stderr).count(QUANTIZED) == 2
+    out = work / "saves/vq"
+    base_rows = json.loads((tiny_model / "config.json").read_text())["vocab_size"]
+    with (
+        safe_open(out / "adapter_model.safetensors", "pt") as adapter,
+        safe_open(out / "stage0/model.safetensors", "pt") as expanded,
+    ):
+        trained = adapter.get_tensor("base_model.model.model.embed_tokens.weight")
+        start = expanded.get_tensor("model.embed_tokens.weight")
+    assert trained.dtype == start.dtype and trained.shape == start.shape and trained.shape[0] > base_rows
+    assert (trained[base_rows:] - start[base_rows:]).abs().max() > 0, "the new rows did not train"
