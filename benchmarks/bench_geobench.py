@@ -4,15 +4,16 @@ The reference is K2's loop (davendw49/k2, evaluation/run_eval.py + post_process.
 forward pass over the whole prompt, softmax of the last position over the vocabulary, the option tokens'
 probabilities normalised. Both sides get the same model object and the same prompt token ids (geo-factory's
 prompts), and run alternately within each repeat; medians over the repeats are reported. Goal on CPU: at
-least 4x the questions per second, with the same answer on every question whose top-two margin (of the
-reference's normalised option probabilities) exceeds 1e-4.
+least 4x the questions per second on the tiny model, 5x on SmolLM2 (``--model models/smollm2-135m-instruct
+--template smollm2``), with the same answer on every question whose top-two margin (of the reference's
+normalised option probabilities) exceeds 1e-4.
 
-Data: ../shared/geobench/k2 when present, else the test fixtures. Model: the tiny model (built here unless
-``--model`` names one), or ``--shape 7b``: a Mistral-7B-shaped model with random weights (bf16, for timing
-on a GPU; the reference loop is then skipped unless ``--reference``).
+Data: ../shared/geobench/k2 when present, else the test fixtures (or ``--task-dir``). Model: the tiny model
+(built here unless ``--model`` names one), or ``--shape 7b``: a Mistral-7B-shaped model with random weights and
+``--model``'s tokenizer (bf16, for timing on a GPU; the reference loop is then skipped unless ``--reference``).
 
     python benchmarks/bench_geobench.py [--model models/tiny-mistral] [--repeats 3] [--batch-size 16]
-        [--max-questions N] [--threads 1] [--shape tiny|7b] [--device cpu|cuda] [--json out.json]
+        [--max-questions N] [--threads 1] [--shape model|7b] [--device cpu|cuda] [--task-dir DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def load_model(args: argparse.Namespace, workdir: Path):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=args.template))
     if args.shape == "7b":
-        config = MistralConfig(
-            vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        config = MistralConfig(  # Mistral-7B's vocabulary, or the tokenizer's when it is larger (SmolLM2: 49,152)
+            vocab_size=max(32000, len(tokenizer)), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
             num_attention_heads=32, num_key_value_heads=8, sliding_window=None,
         )  # fmt: skip
         with torch.device(args.device):  # random weights, made on the device in bf16
@@ -57,14 +58,14 @@ def load_model(args: argparse.Namespace, workdir: Path):
 
 def encode_suite(scorer, folder: Path, layout: str, args: argparse.Namespace):
     """The prompt of every question, as the eval command builds it."""
-    from geo_factory.geobench.prompts import ExemplarSampler, answer_text, choice_messages
+    from geo_factory.geobench.prompts import ExemplarSampler, answer_text, choice_messages, subset
     from geo_factory.geobench.tasks import TASKS as REGISTRY
 
     items = []
     for name in TASKS:
         task_questions = REGISTRY[name].load(folder, layout)
         sampler = ExemplarSampler(task_questions, args.n_shot, args.seed)
-        for question in task_questions[: args.max_questions]:
+        for question in subset(task_questions, args.max_questions, args.seed):  # the eval's max_samples draw
             shots = sampler.exemplars(question)
             messages = choice_messages(question, [task_questions[i] for i in shots], "en", scorer.plain)
             answers = tuple(answer_text(question, label, "en") for label in question.labels)
@@ -107,15 +108,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: build the tiny model in a temporary folder)")
     parser.add_argument("--template", default=None, help="chat template (default: none, as for a base model)")
-    parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
+    parser.add_argument("--shape", choices=["model", "7b"], default="model", help="7b: random weights in that shape")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--n-shot", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-questions", type=int, default=None, help="per task")
+    parser.add_argument("--max-questions", type=int, default=None, help="per task: the eval's `max_samples` draw")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared machine)")
     parser.add_argument("--reference", action="store_true", help="run the reference loop with --shape 7b too")
+    parser.add_argument(
+        "--task-dir", type=Path, help=f"GeoBench folder (default: {SHARED} if present, else the fixtures)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -125,14 +129,14 @@ def main() -> None:
     from geo_factory.geobench.scoring import LikelihoodScorer
 
     torch.set_num_threads(args.threads)
-    folder = SHARED if SHARED.is_dir() else FIXTURES
+    folder = args.task_dir or (SHARED if SHARED.is_dir() else FIXTURES)
     with tempfile.TemporaryDirectory() as workdir:
         model, tokenizer, template, model_dir = load_model(args, Path(workdir))
         scorer = LikelihoodScorer(model, tokenizer, template, args.batch_size)
         start = time.perf_counter()
         items = encode_suite(scorer, folder, detect_layout(folder), args)
         encode_s = time.perf_counter() - start
-        with_reference = args.shape == "tiny" or args.reference
+        with_reference = args.shape == "model" or args.reference
 
         ours_s, ref_s, ours, ref = [], [], None, None
         run_ours(scorer, items[: args.batch_size])  # warm-up
@@ -152,7 +156,7 @@ def main() -> None:
     n = len(items)
     result = {
         "data": str(folder),
-        "model": f"{model_dir} ({args.shape})",
+        "model": f"{model_dir}" + (" (Mistral-7B shape, random weights, bf16)" if args.shape == "7b" else ""),
         "device": args.device,
         "threads": args.threads,
         "questions": n,

@@ -1,4 +1,4 @@
-"""What ``stage: tspt`` costs, measured through ``llamafactory-cli`` on the tiny model.
+"""What ``stage: tspt`` costs, measured through ``llamafactory-cli`` on the tiny model or a real one (``--model``).
 
 1. Overhead: TSPT with budgets N1 + N2 (examples/tiny/tiny_tspt_lora.yaml) against one ``stage: pt`` run
    over the same N1 + N2 tokens (examples/tiny/tiny_onestage_pt.yaml), alternating. Wall time is the whole
@@ -7,9 +7,12 @@
    run right after it and the median of those ratios reported, so that slow drifts of the machine cancel.
    Goals: wall-time ratio <= 1.05, tokens/s within 3%.
 2. Memory: a streaming TSPT run over a generated 1 GB corpus against one over 0.1 GB (written to a temporary
-   folder, deleted afterwards), same budgets: peak RSS ratio, goal < 1.2.
+   folder, deleted afterwards), same budgets: peak RSS ratio, goal < 1.2. ``--memory-repeats 0`` skips it.
 
-    python benchmarks/bench_tspt.py [--steps 640] [--repeats 5] [--model DIR] [--json out.json]
+Both use the tiny yamls' settings (LoRA, 4 x 128-token blocks per step) with the model linked in as
+``models/tiny-mistral``; for SmolLM2: ``--model models/smollm2-135m-instruct`` (``geo-factory smol-model``).
+
+    python benchmarks/bench_tspt.py [--steps 640] [--repeats 5] [--model DIR] [--memory-repeats 0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ _MEASURE = (
 )
 
 
-def _env(work: Path) -> dict[str, str]:
+def _env(work: Path, cuda: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEO_FACTORY_", "FORCE_TORCHRUN", "NPROC_"))}
     env.update(
         HF_HOME=str(work / "hf_home"),
@@ -53,18 +56,19 @@ def _env(work: Path) -> dict[str, str]:
         WANDB_DISABLED="true",
         TOKENIZERS_PARALLELISM="false",
         OMP_NUM_THREADS="1",
-        CUDA_VISIBLE_DEVICES="",
     )
+    if not cuda:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
-def _run(work: Path, name: str, *args: str) -> dict[str, float]:
+def _run(work: Path, name: str, *args: str, cuda: bool = False) -> dict[str, float]:
     """Wall seconds, CPU seconds and peak RSS (MiB) of ``llamafactory-cli train ARGS``, run in ``work``."""
     log = work / f"{name}.log"
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(log), CLI, "train", *args],
         cwd=work,
-        env=_env(work),
+        env=_env(work, cuda),
         capture_output=True,
         text=True,
     )
@@ -78,8 +82,10 @@ def _train_runtime(output_dir: Path) -> float:
     return json.loads((output_dir / "train_results.json").read_text())["train_runtime"]
 
 
-def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
+def overhead(work: Path, steps: int, repeats: int, cuda: bool = False) -> dict[str, Any]:
+    """TSPT against pt, alternating; ``cuda``: on the GPU in bf16 (benchmarks/gpu_check.py)."""
     tokens = 2 * steps * BLOCK_TOKENS
+    device_args = ["bf16=true"] if cuda else []
     cases = {
         "tspt": (TSPT_YAML, [f"tspt_stage{n}_tokens={steps * BLOCK_TOKENS}" for n in (1, 2)], ("stage1", "stage2")),
         "pt": (PT_YAML, [f"max_steps={2 * steps}"], ("",)),
@@ -88,7 +94,10 @@ def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
     for repeat in range(repeats + 1):  # the first round warms the page and bytecode caches: not counted
         for name, (yaml_path, extra, stages) in cases.items():
             out = work / f"{name}_{repeat}"
-            run = _run(work, f"{name}_{repeat}", str(yaml_path), *extra, f"output_dir={out}", "save_steps=250")
+            run = _run(
+                work, f"{name}_{repeat}", str(yaml_path), *extra, *device_args, f"output_dir={out}", "save_steps=250",
+                cuda=cuda,
+            )  # fmt: skip
             run["tokens_per_s"] = tokens / sum(_train_runtime(out / stage) for stage in stages)
             shutil.rmtree(out)
             print(f"  {name} round {repeat}: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.items()), file=sys.stderr)
@@ -121,6 +130,8 @@ def _write_corpus(path: Path, size: int, seed: int) -> None:
 
 
 def memory(work: Path, steps: int, repeats: int) -> dict[str, dict[str, float]]:
+    if repeats == 0:
+        return {}
     sizes = {"0.1 GB": 10**8, "1 GB": 10**9}
     (work / "data").mkdir()
     registry = {}
@@ -176,6 +187,13 @@ def _print_tables(cost: dict[str, Any], mem: dict[str, dict[str, float]], args: 
         f"{ratio['tokens_per_s']:.3f} (goal 0.97-1.03) | |"
     )
 
+    print(
+        f"\nReproduce: python benchmarks/bench_tspt.py --steps {args.steps} --repeats {args.repeats} "
+        f"--memory-steps {args.memory_steps} --memory-repeats {args.memory_repeats}"
+        + (f" --model {args.model}" if args.model else "")
+    )
+    if not mem:
+        return
     small, large = mem["0.1 GB"], mem["1 GB"]
     print(f"\nMemory: streaming TSPT, {2 * args.memory_steps} steps, {small['runs']} runs per corpus size.\n")
     print("| corpus | peak RSS (MiB) | wall (s) |")
@@ -183,10 +201,6 @@ def _print_tables(cost: dict[str, Any], mem: dict[str, dict[str, float]], args: 
     for label, r in mem.items():
         print(f"| {label} | {r['peak_rss_mib']:,.0f} | {r['wall_s']:.1f} |")
     print(f"| 1 GB / 0.1 GB | {large['peak_rss_mib'] / small['peak_rss_mib']:.3f} (goal < 1.2) | |")
-    print(
-        f"\nReproduce: python benchmarks/bench_tspt.py --steps {args.steps} --repeats {args.repeats} "
-        f"--memory-steps {args.memory_steps} --memory-repeats {args.memory_repeats}"
-    )
 
 
 def main() -> None:
@@ -194,8 +208,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=640, help="Optimizer steps per TSPT stage (4 x 128 tokens).")
     parser.add_argument("--repeats", type=int, default=5, help="Measured rounds of the overhead comparison.")
     parser.add_argument("--memory-steps", type=int, default=100, help="Steps per stage of the streaming runs.")
-    parser.add_argument("--memory-repeats", type=int, default=2, help="Streaming runs per corpus size.")
-    parser.add_argument("--model", type=Path, help="A tiny model folder (default: build one, which takes minutes).")
+    parser.add_argument("--memory-repeats", type=int, default=2, help="Streaming runs per corpus size (0: skip).")
+    parser.add_argument("--model", type=Path, help="A model folder (default: build the tiny model, seconds on a CPU).")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: on the GPU, in bf16.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -209,8 +224,8 @@ def main() -> None:
         else:
             (work / "models" / "tiny-mistral").symlink_to(args.model.resolve())
         print("overhead:", file=sys.stderr)
-        cost = overhead(work, args.steps, args.repeats)
-        print("memory:", file=sys.stderr)
+        cost = overhead(work, args.steps, args.repeats, cuda=args.device == "cuda")
+        print("memory:" if args.memory_repeats else "memory: skipped", file=sys.stderr)
         mem = memory(work, args.memory_steps, args.memory_repeats)
 
     _print_tables(cost, mem, args)
