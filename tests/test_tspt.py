@@ -398,6 +398,8 @@ INVALID = {  # overrides (space-separated): the error they must raise
     "tspt_stage2_warmup_ratio=1.5": "`tspt_stage2_warmup_ratio` must be a number in [0, 1); got `1.5`",
     "tspt_vocab_corpus=geo_corpus_demo tspt_vocab_size=300 tspt_vocab_init=zeros": "`tspt_vocab_init: zeros` is not "
     "supported; allowed: prepared, mean, random",
+    "tspt_vocab_corpus=geo_corpus_demo,geo_corpus_demo tspt_vocab_size=300": "`tspt_vocab_corpus` names "
+    "`geo_corpus_demo` more than once: name each corpus once.",
     "finetuning_type=oft": "`finetuning_type: oft` is not supported by `stage: tspt`; allowed: lora, full, freeze",
     "max_steps=5": "`max_steps: 5` cannot be used with `stage: tspt`",
 }

@@ -105,6 +105,13 @@ def check_dataset_names(names: list[str] | str | None, dataset_dir: str | dict, 
         _check_reachable(name, info[name], key, dataset_dir)
 
 
+def reject_repeated(names: list[str], key: str, fix: str) -> None:
+    """A name twice in a list whose members are each read once (a mixture, a vocabulary corpus) is a slip."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"`{key}` names {', '.join(f'`{name}`' for name in twice)} more than once: {fix}")
+
+
 def _check_reachable(name: str, entry: dict[str, Any], key: str, dataset_dir: str) -> None:
     """Offline, a hub dataset never cached fails deep inside ``datasets``: say which one it is and what to do."""
     repo = entry.get("hf_hub_url")

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from llamafactory.extras import logging
 from tqdm import tqdm
 
-from .datasets import check_dataset_names
+from .datasets import check_dataset_names, reject_repeated
 from .extras import save_pretrained
 
 
@@ -81,6 +81,7 @@ def check_expansion_args(
         raise ValueError(f"`{size_key}` must be a positive number of new tokens; got `{vocab_size}`.")
     if init not in INIT_METHODS:
         raise ValueError(f"`{init_key}: {init}` is not supported; allowed: {', '.join(INIT_METHODS)}.")
+    reject_repeated(names, corpus_key, "name each corpus once.")
     check_dataset_names(names, dataset_dir, key=corpus_key)
     return names
 

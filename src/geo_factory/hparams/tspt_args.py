@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from llamafactory.extras import logging
 
-from ..datasets import check_dataset_names
+from ..datasets import check_dataset_names, reject_repeated
 
 
 if TYPE_CHECKING:
@@ -171,12 +171,9 @@ class TsptArguments:
             names = self.stage_datasets(stage)
             if not names:
                 raise ValueError(f"`{key}` is required with `stage: tspt` (comma-separated registry names).")
-            twice = sorted({name for name in names if names.count(name) > 1})
-            if twice:
-                raise ValueError(
-                    f"`{key}` names {', '.join(f'`{name}`' for name in twice)} more than once: name each dataset "
-                    f"once and give it its whole share in `tspt_stage{stage}_mix`."
-                )
+            reject_repeated(
+                names, key, f"name each dataset once and give it its whole share in `tspt_stage{stage}_mix`."
+            )
             check_dataset_names(names, data_args.dataset_dir, key=key)
             self._reject_ranking(names, data_args.dataset_dir, key)
             self.stage_mix(stage)
