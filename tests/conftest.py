@@ -90,6 +90,31 @@ def workdir(path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
     return path
 
 
+def smol_workdir(path: Path, smol_model: Path) -> Path:
+    """A user's working directory with SmolLM2 where the shipped ``examples/smol`` yamls expect it."""
+    (path / "models").mkdir()
+    (path / "models" / "smollm2-135m-instruct").symlink_to(smol_model)
+    return path
+
+
+def npee_predictions(work: Path, *overrides: str, batch_size: int, env: dict[str, str]) -> tuple[dict, str]:
+    """``llamafactory-cli eval`` of examples/smol/smol_eval.yaml on the published NPEE: predictions by id, and the log."""
+    save_dir = work / f"npee_bs{batch_size}"
+    proc = run_cli(
+        "eval",
+        example("smol/smol_eval.yaml"),
+        "task=geobench_npee",
+        f"task_dir={SHARED_GEOBENCH / 'k2'}",
+        *overrides,
+        f"batch_size={batch_size}",
+        f"save_dir={save_dir}",
+        cwd=work,
+        env=env,
+    )
+    rows = [json.loads(line) for line in (save_dir / "predictions.jsonl").read_text().splitlines()]
+    return {row["id"]: row for row in rows}, proc.stdout + proc.stderr
+
+
 def chat(config: Path | str, question: str, *overrides: str, cwd: Path, env: dict[str, str]) -> str:
     """``llamafactory-cli chat``, one question on stdin: the answer, which must not be empty."""
     proc = run_cli("chat", config, *overrides, cwd=cwd, env=env, input=f"{question}\nexit\n")

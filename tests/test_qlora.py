@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from conftest import SHARED_GEOBENCH, chat, example, losses, read_trainer_log, run_cli, workdir
+from conftest import (
+    SHARED_GEOBENCH,
+    chat,
+    example,
+    losses,
+    npee_predictions,
+    read_trainer_log,
+    run_cli,
+    smol_workdir,
+    workdir,
+)
 
 
 pytestmark = [
@@ -25,15 +35,9 @@ QUANTIZED = "Quantizing model to 4 bit with bitsandbytes"
 FOUR_BIT = ("quantization_bit=4", "quantization_method=bnb")
 
 
-def _smol_work(path: Path, smol_model: Path) -> Path:
-    (path / "models").mkdir()
-    (path / "models" / "smollm2-135m-instruct").symlink_to(smol_model)
-    return path
-
-
 @pytest.fixture(scope="module")
 def qlora_sft(smol_model: Path, tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
-    work = _smol_work(tmp_path_factory.mktemp("qlora_sft"), smol_model)
+    work = smol_workdir(tmp_path_factory.mktemp("qlora_sft"), smol_model)
     short = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8")
     proc = run_cli("train", example("smol/smol_lora_sft.yaml"), *FOUR_BIT, *short, cwd=work, env=cli_env)
     assert QUANTIZED in proc.stdout + proc.stderr
@@ -54,7 +58,7 @@ def test_qlora_sft_trains_an_adapter_on_the_4_bit_model(qlora_sft: Path) -> None
 def test_qlora_tspt_then_export_onto_the_unquantized_base_and_chat(
     smol_model: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
-    work = _smol_work(tmp_path, smol_model)
+    work = smol_workdir(tmp_path, smol_model)
     budgets = ("tspt_stage1_tokens=512", "tspt_stage2_tokens=512", "cutoff_len=128")
     proc = run_cli("train", example("smol/smol_tspt_lora.yaml"), *FOUR_BIT, *budgets, cwd=work, env=cli_env)
     assert (proc.stdout + proc.stderr).count(QUANTIZED) == 2, "each stage loads the base in 4 bits"
@@ -92,26 +96,14 @@ def test_qlora_tspt_then_export_onto_the_unquantized_base_and_chat(
 def test_geobench_on_the_4_bit_model_gives_the_same_answers_at_batch_size_1_and_16(
     adapter: bool, smol_model: Path, qlora_sft: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
-    work = _smol_work(tmp_path, smol_model)
+    work = smol_workdir(tmp_path, smol_model)
     extra = (f"adapter_name_or_path={qlora_sft}", "finetuning_type=lora") if adapter else ()
     predictions = {}
     for batch_size in (1, 16):
-        proc = run_cli(
-            "eval",
-            example("smol/smol_eval.yaml"),
-            *FOUR_BIT,
-            *extra,
-            "task=geobench_npee",
-            f"task_dir={SHARED_GEOBENCH / 'k2'}",
-            "max_samples=32",
-            f"batch_size={batch_size}",
-            f"save_dir=bs{batch_size}",
-            cwd=work,
-            env=cli_env,
+        predictions[batch_size], log = npee_predictions(
+            work, *FOUR_BIT, *extra, "max_samples=32", batch_size=batch_size, env=cli_env
         )
-        assert QUANTIZED in proc.stdout + proc.stderr
-        rows = [json.loads(line) for line in (work / f"bs{batch_size}/predictions.jsonl").read_text().splitlines()]
-        predictions[batch_size] = {row["id"]: row for row in rows}
+        assert QUANTIZED in log
     assert len(predictions[1]) == 32 and predictions[1].keys() == predictions[16].keys()
     for qid, one in predictions[1].items():
         assert one["prediction"] == predictions[16][qid]["prediction"], (qid, one, predictions[16][qid])

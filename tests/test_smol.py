@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from conftest import SHARED_GEOBENCH, chat, example, read_trainer_log, run_cli
+from conftest import SHARED_GEOBENCH, chat, example, npee_predictions, read_trainer_log, run_cli, smol_workdir
 from geo_factory.smol import GGUF_MEMBER, GGUF_SHA256, PACKAGE
 
 
@@ -29,13 +29,6 @@ def _geo_factory(*args: str | Path, env: dict[str, str], cwd: Path) -> subproces
     return subprocess.run(
         [GEO_FACTORY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
-
-
-def _smol_work(path: Path, smol_model: Path) -> Path:
-    """A user's working directory with the model where the shipped yamls expect it."""
-    (path / "models").mkdir()
-    (path / "models" / "smollm2-135m-instruct").symlink_to(smol_model)
-    return path
 
 
 def _pip_env(cli_env: dict[str, str], links: Path) -> dict[str, str]:
@@ -108,7 +101,7 @@ def test_smol_model_folder_is_complete_readable_and_reused(smol_model, tmp_path,
 
 @real_model
 def test_chat_answers_a_geoscience_question_in_english(smol_model, tmp_path, cli_env) -> None:
-    work = _smol_work(tmp_path, smol_model)
+    work = smol_workdir(tmp_path, smol_model)
     answer = chat(
         example("smol/smol_chat.yaml"),
         "What is a subduction zone?",
@@ -125,22 +118,8 @@ def test_chat_answers_a_geoscience_question_in_english(smol_model, tmp_path, cli
     not (SHARED_GEOBENCH / "k2").is_dir(), reason="needs the published GeoBench in ../shared/geobench/k2"
 )
 def test_geobench_npee_gives_the_same_answers_at_batch_size_1_and_16(smol_model, tmp_path, cli_env) -> None:
-    work = _smol_work(tmp_path, smol_model)
-    predictions = {}
-    for batch_size in (1, 16):
-        run_cli(
-            "eval",
-            example("smol/smol_eval.yaml"),
-            "task=geobench_npee",
-            f"task_dir={SHARED_GEOBENCH / 'k2'}",
-            "max_samples=64",
-            f"batch_size={batch_size}",
-            f"save_dir=bs{batch_size}",
-            cwd=work,
-            env=cli_env,
-        )
-        rows = [json.loads(line) for line in (work / f"bs{batch_size}" / "predictions.jsonl").read_text().splitlines()]
-        predictions[batch_size] = {row["id"]: row for row in rows}
+    work = smol_workdir(tmp_path, smol_model)
+    predictions = {bs: npee_predictions(work, "max_samples=64", batch_size=bs, env=cli_env)[0] for bs in (1, 16)}
     assert len(predictions[1]) == 64 and predictions[1].keys() == predictions[16].keys()
     for qid, one in predictions[1].items():
         sixteen = predictions[16][qid]
@@ -151,7 +130,7 @@ def test_geobench_npee_gives_the_same_answers_at_batch_size_1_and_16(smol_model,
 @pytest.fixture(scope="module")
 def sft_merged(smol_model, tmp_path_factory, cli_env) -> Path:
     """The demo's instruction tuning, shortened and straight from the base model, then merged by ``export``."""
-    work = _smol_work(tmp_path_factory.mktemp("smol_sft"), smol_model)
+    work = smol_workdir(tmp_path_factory.mktemp("smol_sft"), smol_model)
     sft = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8")
     run_cli("train", example("smol/smol_lora_sft.yaml"), *sft, cwd=work, env=cli_env)
     run_cli("export", example("smol/smol_lora_merge.yaml"), cwd=work, env=cli_env)
