@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import chat, run_cli, workdir
+from conftest import chat, example, run_cli, workdir
 
 
 pytestmark = pytest.mark.slow
@@ -161,3 +161,20 @@ def test_geo_factory_datasets_lists_the_upstream_demo_names_with_their_source(tm
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:] if line.strip()}
     for name in ("identity", "alpaca_en_demo", "alpaca_zh_demo", "c4_demo", "wiki_demo", "glaive_toolcall_en_demo"):
         assert "llamafactory/demo_data" in rows[name], proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("c4_demo", "llamafactory___demo_data/c4_demo"), ("skypile_zh", "Skywork___sky_pile-150_b")]
+)
+def test_offline_a_cached_hub_dataset_is_found_where_datasets_keeps_it(
+    name: str, folder: str, tiny_model: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """The offline check looks in the folder `datasets` itself caches to (`Skywork/SkyPile-150B` -> `sky_pile-150_b`)
+    and in the yaml's own `cache_dir`: a cached copy passes it; an empty cache does not."""
+    work = workdir(tmp_path, tiny_model)
+    args = ("train", example("tiny/tiny_lora_pretrain.yaml"), f"dataset={name}", f"cache_dir={work / 'cache'}")
+    refused = run_cli(*args, cwd=work, env=cli_env, check=False)
+    assert refused.returncode != 0 and "with no copy of it in the cache" in refused.stderr, refused.stderr[-2000:]
+    (work / "cache" / folder).mkdir(parents=True)
+    passed = run_cli(*args, cwd=work, env=cli_env, check=False)
+    assert "with no copy of it in the cache" not in passed.stderr, passed.stderr[-2000:]

@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir",
         type=Path,
         default=None,
-        help="Where the checked GGUF file is kept between runs (default: $GEO_FACTORY_CACHE or ~/.cache/geo-factory).",
+        help="Where the checked GGUF file is kept between runs (default: $GEO_FACTORY_CACHE, else $XDG_CACHE_HOME/geo-factory or ~/.cache/geo-factory).",
     )
     smol.set_defaults(func=_smol_model)
 

@@ -86,8 +86,18 @@ def _is_passthrough(dataset_dir: str | dict) -> bool:
     return isinstance(dataset_dir, dict) or dataset_dir == "ONLINE" or dataset_dir.startswith("REMOTE:")
 
 
-def check_dataset_names(names: list[str] | str | None, dataset_dir: str | dict, key: str) -> None:
-    """Fail with the close names when a dataset is unknown, or with file and key when its entry is malformed."""
+def check_dataset_names(
+    names: list[str] | str | None,
+    dataset_dir: str | dict,
+    key: str,
+    cache_dir: str | None = None,
+    offline_check: bool = True,
+) -> None:
+    """Fail with the close names when a dataset is unknown, or with file and key when its entry is malformed.
+
+    With ``offline_check``, also when the run is offline and a hub dataset is not in ``cache_dir`` (the one
+    LLaMA-Factory will load it with; unset: datasets' own cache).
+    """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     if not names or _is_passthrough(dataset_dir):
@@ -102,7 +112,8 @@ def check_dataset_names(names: list[str] | str | None, dataset_dir: str | dict, 
                 f"`geo-factory datasets --dataset-dir {dataset_dir}` lists all {len(info)} names."
             )
         _check_entry(name, info[name], origin[name], dataset_dir)
-        _check_reachable(name, info[name], key, dataset_dir)
+        if offline_check:
+            _check_reachable(name, info[name], key, dataset_dir, cache_dir)
 
 
 def reject_repeated(names: list[str], key: str, fix: str) -> None:
@@ -112,22 +123,28 @@ def reject_repeated(names: list[str], key: str, fix: str) -> None:
         raise ValueError(f"`{key}` names {', '.join(f'`{name}`' for name in twice)} more than once: {fix}")
 
 
-def _check_reachable(name: str, entry: dict[str, Any], key: str, dataset_dir: str) -> None:
+def _check_reachable(name: str, entry: dict[str, Any], key: str, dataset_dir: str, cache_dir: str | None) -> None:
     """Offline, a hub dataset never cached fails deep inside ``datasets``: say which one it is and what to do."""
     repo = entry.get("hf_hub_url")
     if repo is None:
         return
     from datasets import config
+    from datasets.naming import camelcase_to_snakecase
+    from llamafactory.extras.misc import use_modelscope, use_openmind
 
+    if not config.HF_HUB_OFFLINE or use_modelscope() or use_openmind():  # other hubs keep other caches
+        return
+    *namespace, dataset = repo.split("/")
+    cache = Path(cache_dir or config.HF_DATASETS_CACHE)
     subset = entry.get("subset")
-    if (
-        not config.HF_HUB_OFFLINE
-        or (Path(config.HF_DATASETS_CACHE) / repo.replace("/", "___") / (subset or "")).is_dir()
-    ):
+    folder = "___".join(
+        [*namespace, camelcase_to_snakecase(dataset)]
+    )  # as datasets names it: Skywork___sky_pile-150_b
+    if (cache / folder / (subset or "")).is_dir():
         return
     raise ValueError(
         f"`{name}` in `{key}` is the hub dataset `{repo}`{f' (subset `{subset}`)' if subset else ''}, and this run is "
-        f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) with no copy of it in the cache ({config.HF_DATASETS_CACHE}). "
+        f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) with no copy of it in the cache ({cache}). "
         f"Run once with network access to cache it, or register a local copy under the name `{name}` in "
         f"{Path(dataset_dir).absolute() / DATA_CONFIG} (your entries win over geo-factory's)."
     )
@@ -172,7 +189,7 @@ def registry_get_dataset_list(
     """LLaMA-Factory's ``get_dataset_list`` over the merged registry."""
     if _is_passthrough(dataset_dir):
         return get_dataset_list(dataset_names, dataset_dir)
-    check_dataset_names(dataset_names, dataset_dir, key="dataset")
+    check_dataset_names(dataset_names, dataset_dir, key="dataset", offline_check=False)  # parsing did, with cache_dir
     info, _ = merged_registry(dataset_dir)
     return get_dataset_list(dataset_names, info)
 

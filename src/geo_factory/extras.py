@@ -27,8 +27,13 @@ def save_pretrained(folder: Path, *objects: Any) -> None:
     """
     for obj in objects:
         obj.save_pretrained(folder)
-    umask = os.umask(0)
-    os.umask(umask)
     for path in Path(folder).iterdir():
         if path.is_file():
-            path.chmod(0o666 & ~umask)
+            path.chmod(0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

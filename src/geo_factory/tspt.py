@@ -381,7 +381,7 @@ def _warn_past_positions(model_args: ModelArguments, data_args: DataArguments) -
     """Every packed block is ``cutoff_len`` tokens long: past the model's positions, all of them run out of range."""
     from llamafactory.model import load_config
 
-    positions = getattr(load_config(model_args), "max_position_embeddings", None)
+    positions = getattr(load_config(model_args).get_text_config(), "max_position_embeddings", None)
     if positions is not None and data_args.cutoff_len > positions and model_args.rope_scaling is None:
         logger.warning_rank0(
             f"TSPT: `cutoff_len: {data_args.cutoff_len}` is above the model's max_position_embeddings ({positions}): "
@@ -441,7 +441,11 @@ def check_adapter_vocabulary(tokenizer: PreTrainedTokenizer, model_args: ModelAr
 
     from .vocab import RECORD
 
-    rows = getattr(load_config(model_args), "vocab_size", None) if model_args.adapter_name_or_path else None
+    rows = (
+        getattr(load_config(model_args).get_text_config(), "vocab_size", None)
+        if model_args.adapter_name_or_path
+        else None
+    )
     if rows is None:
         return
     if model_args.resize_vocab and len(tokenizer) > rows:  # as LLaMA-Factory's resize_embedding_layer will

@@ -36,7 +36,9 @@ def apply_extension_args(
     else:
         tspt_args.reject_outside_tspt(finetuning_args.stage)
 
-    check_dataset_names(data_args.dataset, data_args.dataset_dir, key="dataset")
-    check_dataset_names(data_args.eval_dataset, data_args.dataset_dir, key="eval_dataset")
+    check_dataset_names(data_args.dataset, data_args.dataset_dir, key="dataset", cache_dir=model_args.cache_dir)
+    check_dataset_names(
+        data_args.eval_dataset, data_args.dataset_dir, key="eval_dataset", cache_dir=model_args.cache_dir
+    )
     if geobench_args.geobench_eval_steps:
         finetuning_args.geobench = geobench_args

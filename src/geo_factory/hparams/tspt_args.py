@@ -174,7 +174,7 @@ class TsptArguments:
             reject_repeated(
                 names, key, f"name each dataset once and give it its whole share in `tspt_stage{stage}_mix`."
             )
-            check_dataset_names(names, data_args.dataset_dir, key=key)
+            check_dataset_names(names, data_args.dataset_dir, key=key, cache_dir=model_args.cache_dir)
             self._reject_ranking(names, data_args.dataset_dir, key)
             self.stage_mix(stage)
             self._check_budget(stage, data_args, training_args)
