@@ -58,8 +58,8 @@ def load_model(args: argparse.Namespace, workdir: Path):
 
 def encode_suite(scorer, folder: Path, layout: str, args: argparse.Namespace):
     """The prompt of every question, as the eval command builds it."""
-    from geo_factory.geobench.prompts import ExemplarSampler, answer_text, choice_messages, subset
-    from geo_factory.geobench.tasks import TASKS as REGISTRY
+    from geo_factory.eval.prompts import ExemplarSampler, answer_text, choice_messages, subset
+    from geo_factory.eval.tasks import TASKS as REGISTRY
 
     items = []
     for name in TASKS:
@@ -74,7 +74,7 @@ def encode_suite(scorer, folder: Path, layout: str, args: argparse.Namespace):
 
 
 def run_ours(scorer, items) -> list[list[float]]:
-    from geo_factory.geobench.scoring import normalize
+    from geo_factory.eval.scoring import normalize
 
     probs: list[list[float]] = [[] for _ in items]
     for batch in scorer.score(items):
@@ -125,8 +125,8 @@ def main() -> None:
 
     import torch
 
-    from geo_factory.geobench.data import detect_layout
-    from geo_factory.geobench.scoring import LikelihoodScorer
+    from geo_factory.eval.data import detect_layout
+    from geo_factory.eval.scoring import LikelihoodScorer
 
     torch.set_num_threads(args.threads)
     folder = args.task_dir or (SHARED if SHARED.is_dir() else FIXTURES)

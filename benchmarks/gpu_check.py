@@ -82,10 +82,10 @@ def vllm_generate(smol: Path, folder: Path, questions: int, max_new_tokens: int)
         return {"skipped": "vllm is not importable here (pip install 'geo-factory[vllm]')"}
     from llamafactory.chat import ChatModel
 
-    from geo_factory.geobench.data import detect_layout
-    from geo_factory.geobench.prompts import subset
-    from geo_factory.geobench.scoring import PromptEncoder, chat_prompts, generate
-    from geo_factory.geobench.tasks import TASKS
+    from geo_factory.eval.data import detect_layout
+    from geo_factory.eval.prompts import subset
+    from geo_factory.eval.scoring import PromptEncoder, chat_prompts, generate
+    from geo_factory.eval.tasks import TASKS
 
     start = time.perf_counter()
     chat_model = ChatModel(

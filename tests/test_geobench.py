@@ -274,8 +274,8 @@ def test_fixtures_in_generate_mode_count_extraction_failures(tmp_path, tiny_mode
     ],
 )
 def test_answer_extraction(reply: str, tf: bool, expected: str | None) -> None:
-    from geo_factory.geobench.data import ChoiceQuestion
-    from geo_factory.geobench.scoring import extract_answer
+    from geo_factory.eval.data import ChoiceQuestion
+    from geo_factory.eval.scoring import extract_answer
 
     options = (("True", ""), ("False", "")) if tf else tuple((label, "x") for label in "ABCD")
     question = ChoiceQuestion("t", 0, "stem", options, "True" if tf else "A")
@@ -283,9 +283,9 @@ def test_answer_extraction(reply: str, tf: bool, expected: str | None) -> None:
 
 
 def test_exemplars_are_seeded_exclude_the_question_and_share_a_prefix() -> None:
-    from geo_factory.geobench.data import ChoiceQuestion
-    from geo_factory.geobench.prompts import ExemplarSampler
-    from geo_factory.geobench.tasks import TASKS
+    from geo_factory.eval.data import ChoiceQuestion
+    from geo_factory.eval.prompts import ExemplarSampler
+    from geo_factory.eval.tasks import TASKS
 
     questions = TASKS["geobench_apstudy"].load(FIXTURES / "k2", "k2")
     duplicate = ChoiceQuestion("geobench_apstudy", len(questions), questions[3].stem, questions[3].options, "A")
@@ -398,7 +398,7 @@ def test_a_finished_run_is_not_overwritten(resumed_and_batched, tmp_path, cli_en
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
-    from geo_factory.geobench.report import SaveDir
+    from geo_factory.eval.report import SaveDir
 
     save = SaveDir(tmp_path / "run")
     assert save.open({"n_shot": 5, "seed": 42}, overwrite=False) == {}
@@ -441,7 +441,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     ],
 )
 def test_bad_configuration_fails_before_any_work(tmp_path, config: dict, message: str) -> None:
-    from geo_factory.geobench.evaluator import GeoBenchEvaluator
+    from geo_factory.eval.evaluator import GeoBenchEvaluator
 
     if config.get("task_dir") == "JIUZHOU_WITH_XLSX":
         config["task_dir"] = str(_with_xlsx(shutil.copytree(FIXTURES / "jiuzhou", tmp_path / "data"), OPEN_QUESTIONS))
@@ -481,7 +481,7 @@ def test_malformed_row_stops_the_command_with_file_and_row(tmp_path, tiny_model,
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model, cli_env) -> Path:
     """SFT of the tiny model on judge-format replies, with GeoBench every 10 steps."""
-    from geo_factory.geobench.subjective import DEFAULT_CRITERIA, judge_messages
+    from geo_factory.eval.subjective import DEFAULT_CRITERIA, judge_messages
 
     work = tmp_path_factory.mktemp("geobench_train")
     (work / "data").mkdir()

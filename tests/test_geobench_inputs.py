@@ -341,7 +341,7 @@ def _results(name: str, task_dir: str, layout: str, sample_ids: list[int] | None
 
 
 def test_compare_labels_and_question_sets() -> None:
-    from geo_factory.geobench.report import labels, question_sets
+    from geo_factory.eval.report import labels, question_sets
 
     k2 = _results("JiuZhou-base", "/data/geobench/k2", "k2", None)
     jiuzhou = _results("JiuZhou-base", "/data/geobench/jiuzhou", "jiuzhou", None)

@@ -85,7 +85,7 @@ def _patch_launcher(launcher: ModuleType) -> None:
     def geo_launch() -> None:
         if len(sys.argv) > 1 and sys.argv[1] == "eval":
             sys.argv.pop(1)
-            from .geobench import run_eval
+            from .eval import run_eval
 
             run_eval()
         else:
@@ -174,7 +174,7 @@ def _bind_geobench_callback(trainer_cls: type) -> None:
 
     def __init__(self, *args, **kwargs) -> None:
         init(self, *args, **kwargs)
-        callback = sys.modules.get("geo_factory.geobench.callback")  # not imported: no GeoBench callback exists
+        callback = sys.modules.get("geo_factory.eval.callback")  # not imported: no GeoBench callback exists
         for cb in self.callback_handler.callbacks if callback is not None else ():
             if isinstance(cb, callback.GeoBenchCallback):
                 cb.set_trainer(self)
@@ -222,7 +222,7 @@ def _with_geobench_callback(callbacks, model_args, data_args, finetuning_args) -
     callbacks = list(callbacks or [])
     geobench_args = getattr(finetuning_args, "geobench", None)
     if geobench_args is not None and geobench_args.geobench_eval_steps:
-        from .geobench.callback import GeoBenchCallback
+        from .eval.callback import GeoBenchCallback
 
         callbacks.insert(0, GeoBenchCallback(geobench_args, model_args, data_args))
     return callbacks

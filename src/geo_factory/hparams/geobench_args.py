@@ -3,8 +3,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from ..geobench.subjective import DEFAULT_CRITERIA
-from ..geobench.tasks import OBJECTIVE_SUITE, check_task_names
+from ..eval.subjective import DEFAULT_CRITERIA
+from ..eval.tasks import OBJECTIVE_SUITE, check_task_names
 
 
 EvalMode = Literal["likelihood", "generate"]
@@ -182,7 +182,7 @@ class GeoBenchArguments:
     )
     judge_criteria: str = field(
         default=",".join(DEFAULT_CRITERIA),
-        metadata={"help": "Comma-separated criteria the judge scores 1-10 (see geo_factory.geobench.subjective)."},
+        metadata={"help": "Comma-separated criteria the judge scores 1-10 (see geo_factory.eval.subjective)."},
     )
     judge_max_retries: int = field(
         default=2, metadata={"help": "Extra attempts after a malformed judge reply before it is counted as failed."}
