@@ -1,7 +1,8 @@
 """Evaluation for ``llamafactory-cli eval`` and during training: GeoBench (K2's geoscience benchmark) and the
 general benchmarks, on one task registry, one likelihood scorer and one set of result files.
 
-One module per concept: ``tasks`` (the registry), ``data`` (GeoBench's two published layouts), ``prompts``, ``scoring``
+One module per concept: ``tasks`` (the registry), ``data`` (GeoBench's two published layouts), ``general``
+(MMLU, CMMLU and C-Eval in LLaMA-Factory's layout), ``prompts``, ``scoring``
 (likelihood and generation), ``subjective`` (reference metrics and judge), ``report`` (save_dir files),
 ``evaluator`` (the command) and ``callback`` (the in-training hook).
 """

@@ -1,4 +1,5 @@
-"""GeoBench during ``llamafactory-cli train``: the objective tasks in likelihood mode every N steps.
+"""GeoBench during ``llamafactory-cli train``: the objective tasks in likelihood mode every N steps, and the
+general benchmarks (MMLU, CMMLU, C-Eval) beside them, so one run logs geoscience gain and general forgetting.
 
 The metrics go through ``Trainer.log``, the one call that reaches everything watching a run: the
 ``report_to`` integrations, ``state.log_history`` (trainer_state.json) and LLaMA-Factory's ``LogCallback``
@@ -10,16 +11,18 @@ sharded with DeepSpeed ZeRO-3 or FSDP take part in each forward, and logs like t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from llamafactory.extras import logging
 from transformers import TrainerCallback
 
+from . import general
 from .data import detect_layout, resolve_task_dir
 from .prompts import Budget, check_n_shot, subset
 from .scoring import Encoded, LikelihoodScorer, PromptEncoder, choice_prompts, likelihood_records
-from .tasks import AVERAGE, AVERAGE_OF, expand
+from .tasks import AVERAGE, AVERAGE_OF, expand, families
 
 
 if TYPE_CHECKING:
@@ -40,13 +43,27 @@ class GeoBenchCallback(TrainerCallback):
         from llamafactory.model import load_tokenizer
 
         self.args = args = geobench_args
-        folder = resolve_task_dir(args.geobench_task_dir, model_args.cache_dir, model_args.hf_hub_token)
-        layout = detect_layout(folder)
-        self.questions = {t.name: t.load(folder, layout) for t in expand(args.task_names, layout, folder)}
-        check_n_shot("geobench_n_shot", args.geobench_n_shot, self.questions)
+        geobench_names, general_names = families(args.task_names)
+        self.questions: dict[str, list] = {}
+        if geobench_names:
+            folder = resolve_task_dir(args.geobench_task_dir, model_args.cache_dir, model_args.hf_hub_token)
+            layout = detect_layout(folder)
+            self.questions = {t.name: t.load(folder, layout) for t in expand(geobench_names, layout, folder)}
+            check_n_shot("geobench_n_shot", args.geobench_n_shot, self.questions)
         self.selected = {
             name: subset(questions, args.geobench_max_samples, args.geobench_seed)
             for name, questions in self.questions.items()
+        }
+        # the general benchmarks: exemplars from each subject's dev split, `geobench_max_samples` per subject
+        benchmarks = {name: general.load(Path(args.geobench_general_task_dir), name) for name in general_names}
+        general.check_n_shot("geobench_n_shot", args.geobench_n_shot, benchmarks)
+        self.samplers = {name: general.DevExemplars(data, args.geobench_n_shot) for name, data in benchmarks.items()}
+        for name, data in benchmarks.items():
+            self.questions[name] = data.questions
+            self.selected[name] = general.select(data, args.geobench_max_samples, args.geobench_seed)
+        self.langs = {
+            name: args.geobench_lang or (general.BENCHMARKS[name].lang if name in benchmarks else "en")
+            for name in self.questions
         }
         # The run's template, resolved as LLaMA-Factory resolves it but on a tokenizer of its own: by the first
         # GeoBench step the training tokenizer's chat template has been rewritten (`empty` cannot be parsed back).
@@ -79,8 +96,9 @@ class GeoBenchCallback(TrainerCallback):
                 self.selected[name],
                 a.geobench_n_shot,
                 a.geobench_seed,
-                a.geobench_lang,
+                self.langs[name],
                 budget,
+                self.samplers.get(name),
             )
             fewer = sum(len(item.group) < a.geobench_n_shot for item in self.prompts[name])
             if fewer:
@@ -106,7 +124,8 @@ class GeoBenchCallback(TrainerCallback):
                     records = [
                         record for batch in likelihood_records(scorer, self.selected[name], items) for record in batch
                     ]
-                    metrics[f"{name}_acc"] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
+                    key = f"{name}_acc" if name.startswith("geobench_") else f"geobench_{name}_acc"
+                    metrics[key] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
         finally:
             model.train(was_training)
         if all(f"{name}_acc" in metrics for name in AVERAGE_OF):

@@ -44,6 +44,7 @@ class ChoiceQuestion:
     stem: str
     options: tuple[tuple[str, str], ...]  # (label, text); true/false questions have labels True/False, no text
     answer: str
+    subject: str | None = None  # a general benchmark's subject (mapping.json key); GeoBench has none
 
     @property
     def labels(self) -> tuple[str, ...]:

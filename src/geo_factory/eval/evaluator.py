@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import transformers
@@ -37,6 +38,7 @@ from transformers import HfArgumentParser
 
 from ..hparams import GeoBenchArguments
 from ..hparams.geobench_args import check_int
+from . import general, k2
 from .data import detect_layout, resolve_task_dir
 from .prompts import Budget, check_n_shot, subset
 from .report import (
@@ -59,7 +61,7 @@ from .scoring import (
     likelihood_records,
 )
 from .subjective import Judge, reference_scores
-from .tasks import AVERAGE, AVERAGE_OF, absent, expand
+from .tasks import AVERAGE, AVERAGE_OF, TASKS, absent, expand, families
 
 
 if TYPE_CHECKING:
@@ -147,33 +149,64 @@ class GeoBenchEvaluator:
         self.save = SaveDir(self.eval_args.save_dir)
         self.save.check(self.eval_args.overwrite_save_dir)
         self.others = [read_results(path) for path in self.eval_args.compare_with or []]
-        self.folder = resolve_task_dir(
-            self.eval_args.task_dir, self.model_args.cache_dir, self.model_args.hf_hub_token
-        )
-        self.layout = detect_layout(self.folder)
-        self.tasks = expand(self.eval_args.task_names, self.layout, self.folder)
-        self.absent = absent(self.eval_args.task_names, self.layout)
+        # GeoBench reads `task_dir`, or `geobench_task_dir` when the general benchmarks take `task_dir`
+        geobench_names, general_names = families(self.eval_args.task_names)
+        self.general_folder = Path(self.eval_args.task_dir) if general_names else None
+        self.folder, self.layout, self.tasks = self.general_folder, general.LAYOUT, []
+        if geobench_names:
+            self.folder = resolve_task_dir(
+                self.eval_args.geobench_task_dir if general_names else self.eval_args.task_dir,
+                self.model_args.cache_dir,
+                self.model_args.hf_hub_token,
+            )
+            self.layout = detect_layout(self.folder)
+            self.tasks = expand(geobench_names, self.layout, self.folder)
+        self.k2 = self.eval_args.k2_samples_files()
+        if self.k2:
+            self.tasks = k2.variant_tasks(self.tasks)
+        self.absent = absent(geobench_names, self.layout)
+        self.tasks += [TASKS[name] for name in general_names]
         for name, why in self.absent.items():
             logger.warning(f"{name}: {why}.")
         self.judge = self._make_judge()
         self._check_plan()
-        self.questions = {task.name: task.load(self.folder, self.layout) for task in self.tasks}
-        check_n_shot(
-            "n_shot", self.eval_args.n_shot, {t.name: self.questions[t.name] for t in self.tasks if t.objective}
-        )
+        self.questions = {task.name: task.load(*self._where(task)) for task in self.tasks}
+        self.general = {name: general.load(self.general_folder, name) for name in general_names}
+        general.check_n_shot("n_shot", self.eval_args.n_shot, self.general)
+        if not self.k2:  # K2's exemplars come from its samples files
+            check_n_shot(
+                "n_shot",
+                self.eval_args.n_shot,
+                {t.name: self.questions[t.name] for t in self.tasks if t.objective and not t.general},
+            )
         self.selected = {
-            name: subset(questions, self.data_args.max_samples, self.eval_args.seed)
+            name: general.select(self.general[name], self.data_args.max_samples, self.eval_args.seed)
+            if name in self.general
+            else subset(questions, self.data_args.max_samples, self.eval_args.seed)
             for name, questions in self.questions.items()
         }
         self.hashes = {
-            file: hashlib.sha256((self.folder / file).read_bytes()).hexdigest()
-            for file in sorted({task.file_in(self.layout) for task in self.tasks})
+            file: hashlib.sha256((folder / file).read_bytes()).hexdigest()
+            for folder, file in sorted(
+                {(self.general_folder, general.BENCHMARKS[name].mapping) for name in general_names}
+                | {(self._where(task)[0], task.file_in(self._where(task)[1])) for task in self.tasks}
+            )
         }
         if self.judge is not None:
             self.judge.check()
         self.encoder = self._encoder()
         self.context = self._context()
         self.prompts = self._prompts()
+
+    def _where(self, task: Task) -> tuple[Path, str]:
+        """The folder and layout ``task`` is read from."""
+        return (self.general_folder, general.LAYOUT) if task.general else (self.folder, self.layout)
+
+    def _lang(self, task: Task) -> str:
+        """`lang` as given; not given, a general benchmark keeps its own language (C-Eval and CMMLU: zh)."""
+        return (
+            general.BENCHMARKS[task.name].lang if task.general and "lang" not in self.config else self.eval_args.lang
+        )
 
     def _make_judge(self) -> Judge | None:
         args = self.eval_args
@@ -235,9 +268,15 @@ class GeoBenchEvaluator:
             "seed": args.seed,
             "lang": args.lang,
             "layout": self.layout,
+            "task_langs": {task.name: self._lang(task) for task in self.tasks},
             "data_sha256": self.hashes,
             "prompt_tokens": None if self.context is None else self.context.tokens,
         }
+        if self.k2:
+            fingerprint["prompt_style"] = "k2"
+            fingerprint["k2_samples_sha256"] = {
+                v: hashlib.sha256(s.text.encode()).hexdigest() for v, s in self.k2.items()
+            }
         if self.needs_generation:
             fingerprint["infer_backend"] = m.infer_backend
             fingerprint["generation"] = self.generating_args.to_dict()
@@ -288,6 +327,11 @@ class GeoBenchEvaluator:
         args, prompts = self.eval_args, {}
         for task in self.tasks:
             generation = not task.objective or args.eval_mode == "generate"
+            if self.k2 and task.objective and not task.general:
+                prompts[task.name] = k2.k2_prompts(
+                    self.encoder.tokenizer, self.k2, self.selected[task.name], self._budget(False)
+                )
+                continue
             build = chat_prompts if generation else choice_prompts
             prompts[task.name] = build(
                 self.encoder,
@@ -295,8 +339,9 @@ class GeoBenchEvaluator:
                 self.selected[task.name],
                 args.n_shot,
                 args.seed,
-                args.lang,
+                self._lang(task),
                 self._budget(generation),
+                general.DevExemplars(self.general[task.name], args.n_shot) if task.general else None,
             )
         return prompts
 
@@ -343,7 +388,7 @@ class GeoBenchEvaluator:
             logger.warning(results["notes"][-1])
         self.save.finish(results, self.others, [record for task in records.values() for record in task])
         print(format_table(results))
-        logger.info(f"GeoBench results written to {self.save.path}.")
+        logger.info(f"Evaluation results written to {self.save.path}.")
         return results
 
     def _unjudged(self, record: dict[str, Any]) -> bool:
@@ -354,6 +399,8 @@ class GeoBenchEvaluator:
         questions, prompts = [q for q, _ in todo], [p for _, p in todo]
         if not task.objective:
             return self._open_records(questions, prompts)
+        if args.eval_mode == "likelihood" and self.k2 and not task.general:
+            return k2.with_prompts(likelihood_records(self.scorer, questions, prompts), self.k2, questions)
         if args.eval_mode == "likelihood":
             return likelihood_records(self.scorer, questions, prompts)
         return generate_records(self.chat_model, questions, prompts, args.lang, args.batch_size)
@@ -399,7 +446,8 @@ class GeoBenchEvaluator:
         args, m = self.eval_args, self.model_args
         tasks = {}
         for task in self.tasks:
-            source = str(self.folder / task.file_in(self.layout))
+            folder, layout = self._where(task)
+            source = str(folder / task.file_in(layout))
             if task.objective:
                 summary = summarize_objective(task, self.questions[task.name], records[task.name], source)
                 summary.update(
@@ -407,17 +455,23 @@ class GeoBenchEvaluator:
                     n_shot=args.n_shot,
                     fewer_shots=sum(r.get("shots", args.n_shot) < args.n_shot for r in records[task.name]),
                     seed=args.seed,
-                    lang=args.lang,
+                    lang=self._lang(task),
                 )
+                if task.general:
+                    summary.update(general.breakdown(self.general[task.name], records[task.name]))
+                elif self.k2:
+                    summary.update(k2.summary(task.name, self.k2, task.kind == "tf"))
             else:
                 summary = summarize_open(task, self.questions[task.name], records[task.name], source)
-            summary["data_sha256"] = self.hashes[task.file_in(self.layout)]
+            summary["data_sha256"] = self.hashes[task.file_in(layout)]
             if len(self.selected[task.name]) < len(self.questions[task.name]):
                 summary["sample_ids"] = [q.id for q in self.selected[task.name]]
             tasks[task.name] = summary
         if all(name in tasks for name in AVERAGE_OF):
             accuracies = [tasks[name]["accuracy"] for name in AVERAGE_OF]
             chances = [tasks[name]["chance"] for name in AVERAGE_OF]
+            after = max(list(tasks).index(name) for name in AVERAGE_OF) + 1  # shown right after its parts
+            rest = {name: tasks.pop(name) for name in list(tasks)[after:]}
             tasks[AVERAGE] = {
                 "kind": "average",
                 "description": "mean of the NPEE and APStudy accuracies (JiuZhou's headline)",
@@ -426,18 +480,28 @@ class GeoBenchEvaluator:
                 "chance": None if None in chances else round(sum(chances) / len(chances), 4),
                 "of": list(AVERAGE_OF),
             }
+            tasks.update(rest)
 
         adapters = m.adapter_name_or_path or []
         name = " + ".join(
             [m.model_name_or_path.rstrip("/").split("/")[-1], *(a.rstrip("/").split("/")[-1] for a in adapters)]
         )
-        notes = [NO_DEV_SPLIT] if any(task.objective for task in self.tasks) else []
+        geobench_objective = any(task.objective and not task.general for task in self.tasks)
+        notes = [k2.NOTE if self.k2 else NO_DEV_SPLIT] if geobench_objective else []
+        if self.general:
+            notes.append(general.NOTE)
         if any("sample_ids" in summary for summary in tasks.values()):
             notes.append(
-                f"`max_samples: {self.data_args.max_samples}`: a random subset of each task was scored, drawn by "
+                f"`max_samples: {self.data_args.max_samples}`: a random subset of each task"
+                f"{' (of each subject, for the general benchmarks)' if self.general else ''} was scored, drawn by "
                 f"`seed: {args.seed}`; its question ids are `sample_ids` in results.json."
             )
-        results = {"tasks": tasks, "settings": {"task_dir": str(self.folder), "layout": self.layout}}
+        data = {"task_dir": str(self.general_folder or self.folder), "layout": self.layout}
+        if self.general_folder is not None:
+            data["layout"] = general.LAYOUT
+            if self.folder != self.general_folder:  # GeoBench too, from `geobench_task_dir`
+                data.update(geobench_task_dir=str(self.folder), geobench_layout=self.layout)
+        results = {"tasks": tasks, "settings": data}
         differ = question_sets(results, self.others)
         if differ:
             notes.append(
@@ -456,13 +520,14 @@ class GeoBenchEvaluator:
             "settings": {
                 "tasks": args.task_names,
                 "eval_mode": args.eval_mode,
-                "n_shot": args.n_shot,
+                "n_shot": self.k2["woa"].count if self.k2 else args.n_shot,  # K2: its files' exemplars
                 "seed": args.seed,
                 "lang": args.lang,
+                "prompt_style": args.prompt_style,
+                "k2_samples": {k2.SAMPLE_KEYS[v]: s.path for v, s in self.k2.items()} or None,
                 "max_samples": self.data_args.max_samples,
                 "batch_size": args.batch_size,
-                "task_dir": str(self.folder),
-                "layout": self.layout,
+                **data,
                 "prompt_limit": None if self.context is None else self.context.source,
                 "judge": None
                 if self.judge is None

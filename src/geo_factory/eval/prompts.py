@@ -1,6 +1,8 @@
 """Prompt wording (en/zh) and the few-shot exemplar draw.
 
-GeoBench has no dev split, so exemplars come from the task being evaluated. Each task gets one
+The general benchmarks (MMLU, CMMLU, C-Eval) use their standard wording, the intro naming the subject
+(:data:`GENERAL_INTRO`, LLaMA-Factory's old ``en``/``zh`` eval templates), and exemplars from each subject's
+dev split (``geo_factory.eval.general.DevExemplars``). GeoBench has no dev split, so exemplars come from the task being evaluated. Each task gets one
 permutation of its questions, seeded by ``seed`` and the task name; a question's exemplars are the first
 ``n_shot`` questions of that permutation other than itself (and other than exact duplicates of its stem,
 which would hand it the answer). All but a handful of questions thus share the same exemplars, which
@@ -69,6 +71,13 @@ WORDING = {
 }
 
 
+# The general benchmarks' intro per language; {subject} is the subject's name from mapping.json
+GENERAL_INTRO = {
+    "en": "The following are multiple choice questions (with answers) about {subject}.",
+    "zh": "以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。",
+}
+
+
 def is_true_false(question: ChoiceQuestion) -> bool:
     return question.labels == TF_LABELS
 
@@ -105,6 +114,15 @@ class ExemplarSampler:
                 picked.append(index)
         return tuple(picked)
 
+    @property
+    def pool(self) -> list[ChoiceQuestion]:
+        """What :meth:`exemplars` indexes into."""
+        return self.questions
+
+    def intro(self, question: ChoiceQuestion, lang: str) -> str:
+        wording = WORDING[lang]
+        return wording.tf_intro if is_true_false(question) else wording.choice_intro
+
 
 def subset(questions: list, limit: int | None, seed: int) -> list:
     """The questions ``max_samples`` scores: a seeded random ``limit`` of them (a larger limit extends the same draw),
@@ -112,7 +130,9 @@ def subset(questions: list, limit: int | None, seed: int) -> list:
     if limit is None or limit >= len(questions):
         return questions
     order = list(range(len(questions)))
-    random.Random(f"{questions[0].task}:subset:{seed}").shuffle(order)  # not the exemplars' permutation
+    first = questions[0]
+    draw = first.task if getattr(first, "subject", None) is None else f"{first.task}/{first.subject}"
+    random.Random(f"{draw}:subset:{seed}").shuffle(order)  # not the exemplars' permutation
     keep = set(order[:limit])
     return [question for i, question in enumerate(questions) if i in keep]
 
@@ -154,14 +174,16 @@ def fit_exemplars(
 
 
 def choice_messages(
-    question: ChoiceQuestion, exemplars: list[ChoiceQuestion], lang: str, plain: bool
+    question: ChoiceQuestion, exemplars: list[ChoiceQuestion], lang: str, plain: bool, intro: str | None = None
 ) -> list[dict[str, str]]:
     """Exemplar turns, then the question; the caller adds the assistant turn to score or generate.
 
     ``plain``: the template adds no text around turns (base models), so turns are separated here.
+    ``intro``: the first line; by default GeoBench's.
     """
-    wording = WORDING[lang]
-    intro = wording.tf_intro if is_true_false(question) else wording.choice_intro
+    if intro is None:
+        wording = WORDING[lang]
+        intro = wording.tf_intro if is_true_false(question) else wording.choice_intro
     messages = []
     for i, shown in enumerate([*exemplars, question]):
         content = render(shown, lang)

@@ -1,4 +1,4 @@
-"""The files of a GeoBench ``save_dir``, and resuming a run from them.
+"""The files of an evaluation ``save_dir`` (GeoBench and the general benchmarks), and resuming a run from them.
 
 ``run_config.json`` (written first: what the predictions depend on), ``predictions.jsonl`` (appended and
 synced after every batch), then at the end ``results.json``, ``results.log`` and ``geobench.png``. A run
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -226,6 +227,9 @@ def format_table(results: dict[str, Any]) -> str:
         for metric, value, chance in metrics:
             shown = ["-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in (value, chance)]
             rows.append((name, metric, *shown, count))
+        for category, part in summary.get("categories", {}).items():  # general benchmarks, question-weighted
+            shown = ["-" if v is None else f"{v:.2f}" for v in (part["accuracy"], summary.get("chance"))]
+            rows.append((name, f"  {category}", *shown, f"{part['scored']}/{part['total']}"))
     for name in results.get("absent", {}):
         rows.append((name, "absent", "-", "-", "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -233,7 +237,7 @@ def format_table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * width for width in widths))
 
     settings = results["settings"]
-    header = f"GeoBench: {results['model']['name']}"
+    header = f"{title(results)}: {results['model']['name']}"
     if any(summary["kind"] == "objective" for summary in results["tasks"].values()):
         header += f" (objective: {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']})"
     footer = [f"{name}: {why}." for name, why in results.get("absent", {}).items()]
@@ -249,7 +253,19 @@ def format_table(results: dict[str, Any]) -> str:
         footer += [f"  {line}" for line in issues]
     footer += results["notes"]
     data = f"data: {settings['task_dir']} ({settings['layout']} layout)"
+    if settings.get("geobench_task_dir"):
+        data += f"; GeoBench: {settings['geobench_task_dir']} ({settings['geobench_layout']} layout)"
     return "\n".join([header, data, "", *lines, "", *footer, ""])
+
+
+def title(results: dict[str, Any]) -> str:
+    """What was evaluated: GeoBench, the general benchmarks, or both (JiuZhou's table)."""
+    summaries = [s for s in results["tasks"].values() if s["kind"] != "average"]
+    general = any("categories" in s for s in summaries)
+    geobench = any("categories" not in s for s in summaries)
+    return (
+        "GeoBench and general benchmarks" if general and geobench else "General benchmarks" if general else "GeoBench"
+    )
 
 
 def question_sets(results: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
@@ -340,12 +356,13 @@ def plot(results: dict[str, Any], others: list[dict[str, Any]], path: Path) -> N
     ax.set_ylim(0, 100)
     ax.set_ylabel("score (0-100)")
     settings = results["settings"]
-    title = f"GeoBench on {'/'.join(Path(settings['task_dir']).parts[-2:])} ({settings['layout']} layout)"
+    heading = f"{title(results)} on {'/'.join(Path(settings['task_dir']).parts[-2:])} ({settings['layout']} layout)"
     if any(summary["kind"] == "objective" for summary in results["tasks"].values()):
-        title += f"; {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']}"
+        heading += f"; {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']}"
     if settings.get("max_samples"):
-        title += f", {settings['max_samples']} random questions per task"
-    ax.set_title(title, fontsize=9)
+        per = "subject" if any("categories" in s for s in results["tasks"].values()) else "task"
+        heading += f", {settings['max_samples']} random questions per {per}"
+    ax.set_title("\n".join(textwrap.wrap(heading, 95)), fontsize=9)  # long titles would be cut at the edges
     ax.legend(fontsize=8)
     notes = [f"data issues: {line}" for line in data_issue_lines(results)]
     differ = question_sets(results, others)

@@ -232,10 +232,9 @@ def _answers(question: ChoiceQuestion, lang: str) -> tuple[str, ...]:
     return tuple(answer_text(question, label, lang) for label in question.labels)
 
 
-def _messages(
-    questions: list[ChoiceQuestion], question: ChoiceQuestion, shots: tuple[int, ...], lang: str, plain: bool
-):
-    return choice_messages(question, [questions[i] for i in shots], lang, plain)
+def _messages(sampler: Any, question: ChoiceQuestion, shots: tuple[int, ...], lang: str, plain: bool):
+    exemplars = [sampler.pool[i] for i in shots]
+    return choice_messages(question, exemplars, lang, plain, sampler.intro(question, lang))
 
 
 def choice_prompts(
@@ -246,12 +245,17 @@ def choice_prompts(
     seed: int,
     lang: str,
     budget: Budget | None,
+    sampler: Any = None,
 ) -> list[Encoded]:
-    """The likelihood prompt of each of ``todo`` (exemplars come from all of ``questions``), fitted to ``budget``."""
-    sampler = ExemplarSampler(questions, n_shot, seed)
+    """The likelihood prompt of each of ``todo``, fitted to ``budget``.
+
+    Exemplars and intro come from ``sampler`` (``pool``, ``exemplars(question)``, ``intro(question, lang)``): by
+    default GeoBench's draw from all of ``questions``; a general benchmark passes its dev split's.
+    """
+    sampler = sampler or ExemplarSampler(questions, n_shot, seed)
 
     def build(question: ChoiceQuestion, shots: tuple[int, ...]) -> tuple[Encoded, int]:
-        messages = _messages(questions, question, shots, lang, encoder.plain)
+        messages = _messages(sampler, question, shots, lang, encoder.plain)
         encoded = encoder.encode(messages, _answers(question, lang), shots)
         return encoded, len(encoded.ids)
 
@@ -266,15 +270,17 @@ def chat_prompts(
     seed: int,
     lang: str,
     budget: Budget | None,
+    sampler: Any = None,
 ) -> list[Chat]:
-    """The conversation to generate from for each of ``todo`` (open questions have no exemplars), fitted to ``budget``."""
-    sampler = ExemplarSampler(questions, n_shot, seed)
+    """The conversation to generate from for each of ``todo`` (open questions have no exemplars), fitted to ``budget``;
+    ``sampler`` as for :func:`choice_prompts`."""
+    sampler = sampler or ExemplarSampler(questions, n_shot, seed)
 
     def build(question: ChoiceQuestion | OpenQuestion, shots: tuple[int, ...]) -> tuple[Chat, int]:
         if isinstance(question, OpenQuestion):
             messages = open_messages(question, lang)
         else:
-            messages = _messages(questions, question, shots, lang, encoder.plain)
+            messages = _messages(sampler, question, shots, lang, encoder.plain)
         return Chat(messages, len(shots)), encoder.prompt_length(messages)
 
     return [
@@ -315,6 +321,7 @@ def _record(question: ChoiceQuestion, prediction: str | None, **extra: Any) -> d
     return {
         "task": question.task,
         "id": question.id,
+        **({} if question.subject is None else {"subject": question.subject}),
         "gold": question.answer,
         "prediction": prediction,
         "correct": prediction == question.answer,

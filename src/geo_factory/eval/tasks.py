@@ -1,6 +1,9 @@
-"""GeoBench tasks: a registry from task name to task, lm-evaluation-harness style.
+"""Evaluation tasks: a registry from task name to task, lm-evaluation-harness style.
 
 A task knows where its questions live in each layout and how to read them; suites name several tasks.
+GeoBench tasks read a GeoBench folder (K2 or JiuZhou layout); the general benchmarks (``mmlu_test``,
+``cmmlu_test``, ``ceval_validation``, LLaMA-Factory's pre-0.9.5 names) read LLaMA-Factory's evaluation layout.
+``jiuzhou`` is JiuZhou's table: GeoBench's NPEE and APStudy (and their average) beside C-Eval, CMMLU and MMLU.
 Import-light on purpose: the argument dataclasses validate task names with it at parse time.
 """
 
@@ -13,11 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from . import data
+from . import data, general
 
 
 OBJECTIVE_SUITE = "geobench"
 SUBJECTIVE_SUITE = "geobench_subjective"
+JIUZHOU_SUITE = "jiuzhou"
 AVERAGE = "geobench_average"  # JiuZhou's headline: the mean of the NPEE and APStudy accuracies
 AVERAGE_OF = ("geobench_npee", "geobench_apstudy")
 
@@ -33,6 +37,11 @@ class Task:
     @property
     def objective(self) -> bool:
         return self.kind != "open"
+
+    @property
+    def general(self) -> bool:
+        """A general-ability benchmark (LLaMA-Factory's layout, subjects, dev-split exemplars), not GeoBench."""
+        return general.LAYOUT in self.sources
 
     def file_in(self, layout: str) -> str | None:
         return self.sources[layout][0] if layout in self.sources else None
@@ -102,10 +111,42 @@ register(
     )
 )
 
+for _name, _what in (
+    ("mmlu_test", "MMLU, test split"),
+    ("cmmlu_test", "CMMLU, test split"),
+    ("ceval_validation", "C-Eval, validation split"),
+):
+    register(
+        Task(
+            _name,
+            _what,
+            "choice",
+            {
+                general.LAYOUT: (
+                    general.BENCHMARKS[_name].archive,
+                    lambda path, task: general.load(path.parents[1], task).questions,
+                )
+            },
+        )
+    )
+
 SUITES: dict[str, tuple[str, ...]] = {
-    OBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if task.objective),
+    OBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if task.objective and not task.general),
     SUBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if not task.objective),
+    JIUZHOU_SUITE: (*AVERAGE_OF, "ceval_validation", "cmmlu_test", "mmlu_test"),
 }
+
+
+def families(names: list[str]) -> tuple[list[str], list[str]]:
+    """(GeoBench names, general task names) that ``names`` stand for; the ``jiuzhou`` suite is both."""
+    geobench_names: list[str] = []
+    general_names: list[str] = []
+    for name in names:
+        for member in SUITES[JIUZHOU_SUITE] if name == JIUZHOU_SUITE else (name,):
+            into = general_names if member in TASKS and TASKS[member].general else geobench_names
+            if member not in into:
+                into.append(member)
+    return geobench_names, general_names
 
 
 def check_task_names(names: list[str], key: str, objective_only: bool = False) -> None:

@@ -1,14 +1,19 @@
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ..eval.data import GeoBenchDataError
+from ..eval.general import check_layout
+from ..eval.k2 import SAMPLE_FILES, SAMPLE_KEYS, Samples, read_samples
 from ..eval.subjective import DEFAULT_CRITERIA
-from ..eval.tasks import OBJECTIVE_SUITE, check_task_names
+from ..eval.tasks import OBJECTIVE_SUITE, check_task_names, families
 
 
 EvalMode = Literal["likelihood", "generate"]
 Lang = Literal["en", "zh"]
+PromptStyle = Literal["default", "k2"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -69,6 +74,26 @@ def _check_task_dir(key: str, value: str | None) -> None:
         )
 
 
+def _check_general_dir(key: str, value: str | None, tasks: list[str]) -> None:
+    """The general benchmarks' folder: required, and in LLaMA-Factory's layout for every task asked."""
+    _check_str(key, value, optional=True)
+    if value is None:
+        raise ConfigError(
+            key,
+            f"`{key}` is required for {', '.join(tasks)}: the folder that holds LLaMA-Factory's evaluation layout "
+            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json). geo-factory does not "
+            "download these benchmarks.",
+        )
+    if not os.path.isdir(value):
+        raise ConfigError(
+            key, f"`{key}: {value}` is not a folder (expected mmlu/, cmmlu/, ceval/ with zip + mapping.json)."
+        )
+    try:
+        check_layout(Path(value), tasks, key)
+    except GeoBenchDataError as err:
+        raise ConfigError(key, str(err)) from None
+
+
 @dataclass
 class GeoBenchTrainArguments:
     """GeoBench inside ``llamafactory-cli train``: objective tasks in likelihood mode every N steps."""
@@ -80,8 +105,10 @@ class GeoBenchTrainArguments:
     geobench_tasks: str = field(
         default="geobench",
         metadata={
-            "help": "Comma-separated objective GeoBench tasks to run during training: geobench_npee, "
-            "geobench_npee_tf, geobench_apstudy, or geobench (all three and the NPEE/APStudy average)."
+            "help": "Comma-separated objective tasks to run during training: geobench_npee, geobench_npee_tf, "
+            "geobench_apstudy, geobench (all three and the NPEE/APStudy average), the general benchmarks mmlu_test, "
+            "cmmlu_test, ceval_validation (read from `geobench_general_task_dir`), or jiuzhou (NPEE, APStudy, "
+            "their average, C-Eval, CMMLU, MMLU). Logged as `geobench_<task>_acc` (`geobench_mmlu_test_acc`)."
         },
     )
     geobench_task_dir: str | None = field(
@@ -90,16 +117,33 @@ class GeoBenchTrainArguments:
             "help": "GeoBench data folder (K2 JSON or JiuZhou CSV layout); unset: the hub dataset `daven3/geobench`."
         },
     )
-    geobench_n_shot: int = field(default=5, metadata={"help": "Exemplars per question during training."})
+    geobench_general_task_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the general benchmarks in LLaMA-Factory's evaluation layout (mmlu/, cmmlu/, ceval/, each "
+            "NAME.zip + mapping.json); required when `geobench_tasks` names one."
+        },
+    )
+    geobench_n_shot: int = field(
+        default=5,
+        metadata={
+            "help": "Exemplars per question during training (general benchmarks: the first N of the subject's dev split)."
+        },
+    )
     geobench_seed: int = field(
         default=42, metadata={"help": "Seed of the exemplar draw and of the `geobench_max_samples` subset."}
     )
-    geobench_lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
+    geobench_lang: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt wording: `en` or `zh`; unset: each task's own (GeoBench and MMLU en, C-Eval and CMMLU zh)."
+        },
+    )
     geobench_max_samples: int | None = field(
         default=None,
         metadata={
-            "help": "Score a random subset of N questions of each task, drawn by `geobench_seed` (speed during "
-            "training); unset: all."
+            "help": "Score a random subset of N questions of each task (of each subject, for the general benchmarks), "
+            "drawn by `geobench_seed` (speed during training); unset: all."
         },
     )
     geobench_batch_size: int = field(default=8, metadata={"help": "Questions per forward pass."})
@@ -111,11 +155,15 @@ class GeoBenchTrainArguments:
         _check_str("geobench_tasks", self.geobench_tasks)
         check_task_names(_split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
         _check_task_dir("geobench_task_dir", self.geobench_task_dir)
+        general_names = families(self.task_names)[1]
+        if general_names:
+            _check_general_dir("geobench_general_task_dir", self.geobench_general_task_dir, general_names)
         check_int("geobench_n_shot", self.geobench_n_shot, 0)
         check_int("geobench_seed", self.geobench_seed)
         check_int("geobench_max_samples", self.geobench_max_samples, 1, optional=True)
         check_int("geobench_batch_size", self.geobench_batch_size, 1)
-        _check_choice("geobench_lang", self.geobench_lang, Lang)
+        if self.geobench_lang is not None:
+            _check_choice("geobench_lang", self.geobench_lang, Lang)
 
     @property
     def task_names(self) -> list[str]:
@@ -133,14 +181,27 @@ class GeoBenchArguments:
     task: str = field(
         default=OBJECTIVE_SUITE,
         metadata={
-            "help": "Comma-separated GeoBench tasks: geobench_npee, geobench_npee_tf, geobench_apstudy, geobench "
+            "help": "Comma-separated tasks: geobench_npee, geobench_npee_tf, geobench_apstudy, geobench "
             "(those three and the NPEE/APStudy average), geobench_subjective (geobench_npee_noun, "
-            "geobench_npee_completion, geobench_npee_qa, geobench_npee_discussion, geobench_open)."
+            "geobench_npee_completion, geobench_npee_qa, geobench_npee_discussion, geobench_open); the general "
+            "benchmarks mmlu_test, cmmlu_test, ceval_validation (LLaMA-Factory's names); jiuzhou (NPEE, APStudy, "
+            "their average, C-Eval, CMMLU, MMLU: JiuZhou's table)."
         },
     )
     task_dir: str | None = field(
         default=None,
-        metadata={"help": "GeoBench folder: K2 JSON or JiuZhou CSV layout; unset: the hub dataset `daven3/geobench`."},
+        metadata={
+            "help": "GeoBench folder (K2 JSON or JiuZhou CSV layout; unset: the hub dataset `daven3/geobench`); with "
+            "general benchmarks in `task`, their folder in LLaMA-Factory's layout (mmlu/, cmmlu/, ceval/, each "
+            "NAME.zip + mapping.json), and GeoBench's is `geobench_task_dir`."
+        },
+    )
+    geobench_task_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "GeoBench's folder when `task` mixes GeoBench and the general benchmarks (e.g. `jiuzhou`); unset: "
+            "the hub dataset `daven3/geobench`."
+        },
     )
     save_dir: str | None = field(
         default=None,
@@ -159,12 +220,35 @@ class GeoBenchArguments:
     n_shot: int = field(
         default=5,
         metadata={
-            "help": "Exemplars per objective question, drawn from the same task (no dev split): at most the smallest "
-            "task's size minus one; dropped from the front where a prompt would not fit the model's context."
+            "help": "Exemplars per objective question. GeoBench: drawn from the same task (no dev split), at most the "
+            "smallest task's size minus one. General benchmarks: the first N of the subject's dev split (at most 5). "
+            "Dropped from the front where a prompt would not fit the model's context."
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of the exemplar draw and of the `max_samples` subset."})
-    lang: str = field(default="en", metadata={"help": "Prompt wording: `en` or `zh`."})
+    lang: str = field(
+        default="en",
+        metadata={
+            "help": "Prompt wording: `en` or `zh`, for every task. Not given: GeoBench and MMLU in English, C-Eval and "
+            "CMMLU in Chinese (their own wording)."
+        },
+    )
+    prompt_style: str = field(
+        default="default",
+        metadata={
+            "help": "Objective prompts: `default` (the chat template, `n_shot` exemplars from the task) or `k2` (K2's "
+            "raw Alpaca-style prompt with the exemplars of `k2_samples` / `k2_samples_wa`; each objective task scored "
+            "with and without `The answer is:`, as K2 reports them; likelihood only)."
+        },
+    )
+    k2_samples: str | None = field(
+        default=None,
+        metadata={"help": "With `prompt_style: k2`: K2's `multiple_choice_samples.txt`, read unchanged."},
+    )
+    k2_samples_wa: str | None = field(
+        default=None,
+        metadata={"help": "With `prompt_style: k2`: K2's `multiple_choice_samples_wa.txt`, read unchanged."},
+    )
     batch_size: int = field(
         default=8, metadata={"help": "Questions per forward pass (likelihood) or concurrent requests (generation)."}
     )
@@ -198,13 +282,25 @@ class GeoBenchArguments:
         _check_str("save_dir", self.save_dir)
         _check_str("task", self.task)
         check_task_names(_split(self.task), key="task")
-        _check_task_dir("task_dir", self.task_dir)
+        geobench_names, general_names = families(self.task_names)
+        if general_names:
+            _check_general_dir("task_dir", self.task_dir, general_names)
+            _check_task_dir("geobench_task_dir", self.geobench_task_dir)
+        else:
+            _check_task_dir("task_dir", self.task_dir)
+        if self.geobench_task_dir is not None and not (geobench_names and general_names):
+            raise ConfigError(
+                "geobench_task_dir",
+                "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench and general benchmarks; here "
+                + ("`task_dir` is GeoBench's folder." if geobench_names else "no GeoBench task is asked."),
+            )
         _check_bool("overwrite_save_dir", self.overwrite_save_dir)
         _check_choice("eval_mode", self.eval_mode, EvalMode)
         _check_choice("lang", self.lang, Lang)
         check_int("n_shot", self.n_shot, 0)
         check_int("seed", self.seed)
         check_int("batch_size", self.batch_size, 1)
+        self.k2_samples_files()
         check_int("judge_max_retries", self.judge_max_retries, 0)
         check_int("judge_max_tokens", self.judge_max_tokens, 1)
         _check_number("judge_timeout", self.judge_timeout, 0)
@@ -256,3 +352,32 @@ class GeoBenchArguments:
     @property
     def criteria(self) -> list[str]:
         return _split(self.judge_criteria)
+
+    def k2_samples_files(self) -> dict[str, Samples]:
+        """K2's exemplar files by variant (``prompt_style: k2``), checked; none with the default style."""
+        _check_choice("prompt_style", self.prompt_style, PromptStyle)
+        given = {variant: getattr(self, key) for variant, key in SAMPLE_KEYS.items()}
+        if self.prompt_style != "k2":
+            for variant, path in given.items():
+                if path is not None:
+                    key = SAMPLE_KEYS[variant]
+                    raise ConfigError(key, f"`{key}` is read with `prompt_style: k2` only; set it, or remove `{key}`.")
+            return {}
+        if self.eval_mode != "likelihood":
+            raise ConfigError(
+                "eval_mode", "`prompt_style: k2` scores option likelihoods: use `eval_mode: likelihood`."
+            )
+        samples = {}
+        for variant, path in given.items():
+            key = SAMPLE_KEYS[variant]
+            _check_str(key, path, optional=True)
+            if path is None:
+                raise ConfigError(
+                    key,
+                    f"`prompt_style: k2` needs `{key}`: the path of K2's {SAMPLE_FILES[variant]} (K2's evaluation/).",
+                )
+            try:
+                samples[variant] = read_samples(key, path, variant)
+            except ValueError as err:
+                raise ConfigError(key, str(err)) from None
+        return samples

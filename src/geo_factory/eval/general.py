@@ -1,0 +1,263 @@
+"""The general-ability benchmarks JiuZhou reports beside GeoBench (MMLU, CMMLU, C-Eval), in LLaMA-Factory's
+evaluation layout, read directly and strictly (datasets 4 no longer runs the loading scripts that read them).
+
+``task_dir/{mmlu,cmmlu,ceval}/`` holds ``NAME.zip`` (one CSV per subject and split) and ``mapping.json``
+(subject -> ``{"name", "category"}``). Archive members: MMLU ``data/{split}/SUBJECT_{split}.csv`` without a
+header (question, A, B, C, D, answer); CMMLU ``{split}/SUBJECT.csv`` with the header ``,Question,A,B,C,D,Answer``;
+C-Eval ``{split}/SUBJECT_{split}.csv`` with ``id,question,A,B,C,D,answer[,explanation]``. A malformed row (field
+count, an answer that is not A-D) is an error naming the archive, the member and the row (the header is row 1).
+
+Exemplars are each subject's ``dev`` split, in published order, as the benchmarks' authors and LLaMA-Factory use:
+every question of a subject shares them, so the scorer computes that prefix once per subject. Accuracies of
+categories and of the whole benchmark are question-weighted, as LLaMA-Factory's old evaluator reported them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .data import ChoiceQuestion, GeoBenchDataError
+from .prompts import GENERAL_INTRO
+
+
+LAYOUT = "llamafactory"
+NOTE = (
+    "General benchmarks: the exemplars of a question are the first `n_shot` questions of its subject's dev split; "
+    "category and benchmark accuracies are question-weighted (each question counts once), as LLaMA-Factory's "
+    "evaluator reported them."
+)
+CATEGORIES = ("STEM", "Social Sciences", "Humanities", "Other")
+LABELS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    folder: str  # under task_dir, and the archive's name
+    split: str  # the scored split
+    lang: str  # the benchmark's own language: its wording unless `lang` is given
+    member_name: str  # archive member, with {split} and {subject}
+    headers: tuple[tuple[str, ...], ...]  # allowed header rows; () for none
+    first: int  # column of the question; options and answer follow it
+
+    @property
+    def archive(self) -> str:
+        return f"{self.folder}/{self.folder}.zip"
+
+    @property
+    def mapping(self) -> str:
+        return f"{self.folder}/mapping.json"
+
+
+BENCHMARKS = {
+    "mmlu_test": Benchmark("mmlu", "test", "en", "data/{split}/{subject}_{split}.csv", (), 0),
+    "cmmlu_test": Benchmark("cmmlu", "test", "zh", "{split}/{subject}.csv", (("", "Question", *LABELS, "Answer"),), 1),
+    "ceval_validation": Benchmark(
+        "ceval",
+        "val",
+        "zh",
+        "{split}/{subject}_{split}.csv",
+        (("id", "question", *LABELS, "answer"), ("id", "question", *LABELS, "answer", "explanation")),
+        1,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Subject:
+    key: str
+    name: str
+    category: str
+
+
+@dataclass(frozen=True)
+class GeneralData:
+    """One benchmark as read: its subjects, the scored questions and the dev split (ids run over all subjects)."""
+
+    task: str
+    subjects: dict[str, Subject]
+    questions: list[ChoiceQuestion]
+    dev: list[ChoiceQuestion]
+
+    def dev_of(self, subject: str) -> list[int]:
+        return [i for i, q in enumerate(self.dev) if q.subject == subject]
+
+
+def check_layout(folder: Path, tasks: list[str], key: str) -> None:
+    """The files the general ``tasks`` read must exist: said before any work, naming ``key``."""
+    for task in tasks:
+        bench = BENCHMARKS[task]
+        for name in (bench.archive, bench.mapping):
+            if not (folder / name).is_file():
+                raise GeoBenchDataError(
+                    f"`{key}: {folder}` has no {name}, which `{task}` reads: `{key}` must hold LLaMA-Factory's "
+                    f"evaluation layout ({', '.join(f'{b.archive} + {b.mapping}' for b in BENCHMARKS.values())})."
+                )
+
+
+def _mapping(path: Path) -> dict[str, Subject]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GeoBenchDataError(f"{path} is not readable JSON: {err}.") from None
+    if not isinstance(raw, dict) or not raw:
+        raise GeoBenchDataError(f'{path} must map each subject to {{"name", "category"}}.')
+    subjects = {}
+    for key, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise GeoBenchDataError(f"{path}, subject `{key}`: needs a non-empty `name`.")
+        if entry.get("category") not in CATEGORIES:
+            raise GeoBenchDataError(
+                f"{path}, subject `{key}`: `category` must be one of {', '.join(CATEGORIES)}, "
+                f"got {json.dumps(entry.get('category'), ensure_ascii=False)}."
+            )
+        subjects[key] = Subject(key, entry["name"].strip(), entry["category"])
+    return subjects
+
+
+def _rows(archive: zipfile.ZipFile, path: Path, member: str, bench: Benchmark) -> list[tuple[int, list[str]]]:
+    """(row number, fields) of one member's question rows; the header, when the benchmark has one, is row 1."""
+    try:
+        text = archive.read(member).decode("utf-8-sig")
+    except KeyError:
+        raise GeoBenchDataError(f"{path} has no member {member}.") from None
+    except UnicodeDecodeError as err:
+        raise GeoBenchDataError(f"{path}, member {member}: not UTF-8 text ({err}).") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    numbered = list(enumerate(rows, start=1))
+    if bench.headers:
+        if not rows or tuple(rows[0]) not in bench.headers:
+            allowed = " or ".join(",".join(header) for header in bench.headers)
+            raise GeoBenchDataError(f"{path}, member {member}, row 1: the header must be `{allowed}`.")
+        width = len(rows[0])
+        numbered = numbered[1:]
+    else:
+        width = bench.first + 6
+    for number, row in numbered:
+        if len(row) != width:
+            raise GeoBenchDataError(f"{path}, member {member}, row {number}: {width} fields expected, got {len(row)}.")
+    return numbered
+
+
+def _questions(task: str, subject: str, rows: list[tuple[int, list[str]]], path: Path, member: str, start: int):
+    bench = BENCHMARKS[task]
+    questions = []
+    for number, row in rows:
+        stem, *options, answer = row[bench.first : bench.first + 6]
+        if answer.strip() not in LABELS:
+            raise GeoBenchDataError(
+                f"{path}, member {member}, row {number}: the answer must be one of {', '.join(LABELS)}, "
+                f"got {answer.strip()[:40]!r}."
+            )
+        labelled = tuple((label, text.strip()) for label, text in zip(LABELS, options))
+        questions.append(ChoiceQuestion(task, start + len(questions), stem.strip(), labelled, answer.strip(), subject))
+    return questions
+
+
+def load(folder: Path, task: str) -> GeneralData:
+    """``task``'s benchmark under ``folder``, every subject of mapping.json (a subject without its files is an error)."""
+    bench = BENCHMARKS[task]
+    return _load(folder / bench.archive, folder / bench.mapping, task)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, mapping: Path, task: str) -> GeneralData:
+    bench = BENCHMARKS[task]
+    subjects = _mapping(mapping)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise GeoBenchDataError(f"{path} is not a readable zip archive: {err}.") from None
+    questions: list[ChoiceQuestion] = []
+    dev: list[ChoiceQuestion] = []
+    with archive:
+        for subject in subjects:
+            for split, into in ((bench.split, questions), ("dev", dev)):
+                member = bench.member_name.format(split=split, subject=subject)
+                rows = _rows(archive, path, member, bench)
+                if not rows:
+                    raise GeoBenchDataError(f"{path}, member {member}: holds no question.")
+                into += _questions(task, subject, rows, path, member, len(into))
+    return GeneralData(task, subjects, questions, dev)
+
+
+def check_n_shot(key: str, n_shot: int, data: dict[str, GeneralData]) -> None:
+    """Exemplars come from each subject's dev split: ``n_shot`` may not exceed the smallest one."""
+    for name, benchmark in data.items():
+        sizes = Counter(q.subject for q in benchmark.dev)
+        subject, smallest = min(sizes.items(), key=lambda item: item[1])
+        if n_shot > smallest:
+            raise ValueError(
+                f"`{key}: {n_shot}` asks for more exemplars than the dev split of `{name}` subject `{subject}` holds "
+                f"({smallest}); exemplars come from each subject's dev split. Allowed: 0 to {smallest}."
+            )
+
+
+def select(data: GeneralData, limit: int | None, seed: int) -> list[ChoiceQuestion]:
+    """The questions a per-subject cap scores: a seeded random ``limit`` of each subject, in published order."""
+    from .prompts import subset
+
+    by_subject: dict[str, list[ChoiceQuestion]] = {}
+    for question in data.questions:
+        by_subject.setdefault(question.subject, []).append(question)
+    return [q for questions in by_subject.values() for q in subset(questions, limit, seed)]
+
+
+class DevExemplars:
+    """The first ``n_shot`` dev questions of each question's subject, and the subject-naming intro."""
+
+    def __init__(self, data: GeneralData, n_shot: int) -> None:
+        self.data = data
+        self.shots = {subject: tuple(data.dev_of(subject)[:n_shot]) for subject in data.subjects}
+
+    @property
+    def pool(self) -> list[ChoiceQuestion]:
+        return self.data.dev
+
+    def exemplars(self, question: ChoiceQuestion) -> tuple[int, ...]:
+        return self.shots[question.subject]
+
+    def intro(self, question: ChoiceQuestion, lang: str) -> str:
+        return GENERAL_INTRO[lang].format(subject=self.data.subjects[question.subject].name)
+
+
+def _accuracy(records: list[dict[str, Any]]) -> dict[str, Any]:
+    correct = sum(r["correct"] for r in records)
+    return {"accuracy": round(100 * correct / len(records), 4) if records else None, "correct": correct}
+
+
+def breakdown(data: GeneralData, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-subject and per-category accuracy (question-weighted, as LLaMA-Factory's evaluator reported them)."""
+    totals = Counter(q.subject for q in data.questions)
+    by_subject: dict[str, list[dict[str, Any]]] = {subject: [] for subject in data.subjects}
+    for record in records:
+        by_subject[record["subject"]].append(record)
+    subjects = {
+        key: {
+            "name": subject.name,
+            "category": subject.category,
+            **_accuracy(by_subject[key]),
+            "scored": len(by_subject[key]),
+            "total": totals[key],
+        }
+        for key, subject in data.subjects.items()
+    }
+    categories = {}
+    for category in CATEGORIES:
+        members = [key for key, subject in data.subjects.items() if subject.category == category]
+        if members:
+            mine = [r for key in members for r in by_subject[key]]
+            categories[category] = {
+                **_accuracy(mine),
+                "scored": len(mine),
+                "total": sum(totals[key] for key in members),
+                "subjects": len(members),
+            }
+    return {"subjects": subjects, "categories": categories}

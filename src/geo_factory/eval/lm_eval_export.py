@@ -1,0 +1,181 @@
+"""``geo-factory export-lm-eval DIR``: GeoBench's objective tasks as an lm-evaluation-harness task folder.
+
+The prompts are the ones ``llamafactory-cli eval`` scores, built by the same code from the same settings (task,
+``task_dir``, ``n_shot``, ``lang``, ``seed``, ``max_samples``, the model's template and context), rendered as text:
+LLaMA-Factory's template code runs with a stand-in tokenizer that keeps every piece as text (special tokens as
+their text, which the harness's tokenizer reads back as those tokens). Each task is a jsonl file of ready prompts
+with the options' answer texts and the gold index, a yaml (``output_type: multiple_choice``, ``target_delimiter:
+""``, ``acc``) and the loader ``utils.py``, which needs only ``datasets``: the harness runs the folder without
+geo-factory or LLaMA-Factory. ``lm_eval --include_path DIR --tasks geobench`` (or ``geobench_npee``, ...).
+
+The harness scores an option by the summed log-probability of its text's tokens after the prompt, geo-factory by
+the first token where the options' answers differ: each option's text is therefore the start of its answer that
+encodes to exactly that token (``True`` may become ``Tr`` on a small vocabulary; ``answer`` keeps the whole one).
+``geobench_export.json`` counts, per task, the questions whose prompt and options the harness encodes to exactly
+the tokens ``llamafactory-cli eval`` scores (where one does not, the whole answer is the option).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .scoring import Encoded, PromptEncoder, choice_prompts
+from .tasks import OBJECTIVE_SUITE
+
+
+GROUP = OBJECTIVE_SUITE
+MANIFEST = "geobench_export.json"
+_UTILS = Path(__file__).with_name("lm_eval_task_utils.py")
+_TASK_YAML = """\
+task: {name}
+custom_dataset: !function utils.load_geobench
+dataset_kwargs:
+  data_file: {name}.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: context
+doc_to_choice: choices
+doc_to_target: gold
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+  exported_by: geo-factory export-lm-eval
+"""
+_GROUP_YAML = """\
+group: {group}
+task:
+{tasks}
+aggregate_metric_list:
+  - metric: acc
+    aggregation: mean
+    weight_by_size: false
+metadata:
+  version: 1.0
+"""
+
+
+class _TextTokenizer:
+    """Stands in for the tokenizer in LLaMA-Factory's template code: every piece stays text.
+
+    LLaMA-Factory encodes each piece on its own, and a SentencePiece-style tokenizer (Metaspace: LLaMA-2,
+    Mistral) then starts it with a word-boundary piece ``▁``; in one text that is a space before the piece.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.bos_token_id = tokenizer.bos_token if tokenizer.bos_token_id is not None else None
+        self.eos_token_id = tokenizer.eos_token if tokenizer.eos_token_id is not None else None
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[str]:
+        first = self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(text, add_special_tokens=False)[:1])
+        boundary = bool(first) and first[0].startswith("\u2581") and not text.startswith((" ", "\u2581"))
+        return [" " + text if boundary else text]
+
+    @staticmethod
+    def convert_tokens_to_ids(token: str) -> str:
+        return token
+
+
+@dataclass(frozen=True)
+class Rendered(Encoded):
+    """A prompt as token ids (what ``llamafactory-cli eval`` scores) and as text (what the harness reads)."""
+
+    context: str = ""
+    answers: tuple[str, ...] = ()
+
+
+class TextEncoder(PromptEncoder):
+    def encode(self, messages: list[dict[str, str]], answers: tuple[str, ...], group: tuple[int, ...]) -> Rendered:
+        encoded = super().encode(messages, answers, group)
+        pieces, answer_pieces = self.template.encode_oneturn(
+            _TextTokenizer(self.tokenizer), [*messages, {"role": "assistant", "content": answers[0]}]
+        )
+        answer = "".join(answer_pieces)
+        context = "".join(pieces) + answer[: answer.index(answers[0])]
+        return Rendered(encoded.ids, encoded.candidates, encoded.group, context, answers)
+
+
+def _harness_ids(tokenizer: Any, text: str) -> list[int]:
+    """Tokens as lm-eval's Hugging Face backend encodes a text (no second BOS when the text starts with one)."""
+    bos = tokenizer.bos_token
+    return tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+
+
+def _scored_text(tokenizer: Any, prompt: Rendered, option: int) -> str | None:
+    """The start of an option's answer that the harness reads as exactly the tokens eval scores (the prompt, then
+    the option's first distinguishing token), or None when no start of it does."""
+    answer, target = prompt.answers[option], [*prompt.ids, prompt.candidates[option]]
+    for end in range(1, len(answer) + 1):
+        if _harness_ids(tokenizer, prompt.context + answer[:end]) == target:
+            return answer[:end]
+    return None
+
+
+def export(
+    out_dir: str | Path,
+    model: str,
+    template: str | None = None,
+    task: str = OBJECTIVE_SUITE,
+    task_dir: str | None = None,
+    n_shot: int = 5,
+    lang: str = "en",
+    seed: int = 42,
+    max_samples: int | None = None,
+) -> dict[str, Any]:
+    """Write the task folder; returns the manifest (settings, and per task the counts of the tokenization check)."""
+    from .evaluator import GeoBenchEvaluator
+
+    out = Path(out_dir)
+    config = {"model_name_or_path": model, "task": task, "n_shot": n_shot, "lang": lang, "seed": seed}
+    config.update(
+        {
+            k: v
+            for k, v in {"template": template, "task_dir": task_dir, "max_samples": max_samples}.items()
+            if v is not None
+        }
+    )
+    evaluator = GeoBenchEvaluator({**config, "save_dir": str(out)})  # parses and checks as `eval` does; writes nothing
+    others = [t.name for t in evaluator.tasks if not t.objective or t.general]
+    if others:
+        raise ValueError(f"export-lm-eval writes GeoBench's objective tasks; not {', '.join(others)}.")
+
+    encoder = TextEncoder(evaluator.encoder.tokenizer, evaluator.encoder.template)
+    tokenizer = encoder.tokenizer
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"settings": {**config, "layout": evaluator.layout}, "tasks": {}}
+    for t in evaluator.tasks:
+        questions, selected = evaluator.questions[t.name], evaluator.selected[t.name]
+        rendered = choice_prompts(encoder, questions, selected, n_shot, seed, lang, evaluator.context)
+        rows, same = [], 0
+        for question, prompt in zip(selected, rendered):
+            labels = question.labels
+            choices = [_scored_text(tokenizer, prompt, i) for i in range(len(prompt.answers))]
+            same += None not in choices
+            rows.append(
+                {
+                    "id": question.id,
+                    "context": prompt.context,
+                    "choices": [cut or answer for cut, answer in zip(choices, prompt.answers)],
+                    "gold": labels.index(question.answer) if question.answer in labels else len(labels),  # wrong
+                    "answer": question.answer,
+                    "labels": list(labels),
+                    "shots": len(prompt.group),
+                }
+            )
+        with open(out / f"{t.name}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        (out / f"{t.name}.yaml").write_text(_TASK_YAML.format(name=t.name), encoding="utf-8")
+        manifest["tasks"][t.name] = {"questions": len(rows), "same_tokens_as_eval": same}
+    tasks = "".join(f"  - {t.name}\n" for t in evaluator.tasks)
+    (out / f"{GROUP}.yaml").write_text(_GROUP_YAML.format(group=GROUP, tasks=tasks), encoding="utf-8")
+    shutil.copyfile(_UTILS, out / "utils.py")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

@@ -1,0 +1,105 @@
+"""``geo-factory export-lm-eval``: lm-evaluation-harness, in its own virtual environment, on the exported GeoBench
+tasks chooses what ``llamafactory-cli eval`` chooses, on the same model and questions.
+
+The harness environment is built once by ``scripts/lm_eval_env.sh`` into geo-factory's cache, keyed by the lm-eval
+version and this environment's site-packages; the test skips, saying why, only when it cannot be built (no package
+registry).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+
+
+LM_EVAL_VERSION = "0.4.13"
+FIXTURES = Path(__file__).parent / "fixtures" / "geobench" / "k2"
+GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
+
+
+@pytest.fixture(scope="session")
+def harness() -> Path:
+    """``lm_eval`` of the harness environment (built on first use)."""
+    from geo_factory.smol import cache_dir
+
+    key = hashlib.sha256(f"{sysconfig.get_paths()['purelib']}:{LM_EVAL_VERSION}".encode()).hexdigest()[:12]
+    target = cache_dir() / f"lm-eval-{LM_EVAL_VERSION}-{key}"
+    if not (target / "lm_eval_version").is_file():
+        env = {**os.environ, "LM_EVAL_VERSION": LM_EVAL_VERSION}
+        proc = subprocess.run(
+            ["bash", str(REPO / "scripts" / "lm_eval_env.sh"), str(target)],
+            capture_output=True, text=True, env=env, timeout=900,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"the harness environment could not be built (package registry?): {proc.stderr[-500:]}")
+    return target / "bin" / "lm_eval"
+
+
+def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_model, harness, cli_env) -> None:
+    settings = {"model_name_or_path": str(tiny_model), "template": "mistral", "task_dir": str(FIXTURES)}
+    export = subprocess.run(
+        [GEO_FACTORY, "export-lm-eval", str(tmp_path / "tasks"), "--model", str(tiny_model), "--template", "mistral",
+         "--task_dir", str(FIXTURES)],
+        capture_output=True, text=True, env=cli_env, timeout=600,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    manifest = json.loads((tmp_path / "tasks" / "geobench_export.json").read_text())
+    assert {name: counts["same_tokens_as_eval"] for name, counts in manifest["tasks"].items()} == {
+        "geobench_npee": 8,
+        "geobench_npee_tf": 6,
+        "geobench_apstudy": 10,
+    }
+    assert "import geo_factory" not in (tmp_path / "tasks" / "utils.py").read_text()
+
+    harness_env = {**cli_env, "PYTHONPATH": ""}
+    proc = subprocess.run(
+        [str(harness), "--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32", "--device", "cpu",
+         "--include_path", str(tmp_path / "tasks"), "--tasks", "geobench", "--batch_size", "8",
+         "--log_samples", "--output_path", str(tmp_path / "harness")],
+        capture_output=True, text=True, env=harness_env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({**settings, "save_dir": str(tmp_path / "eval")}))
+    run_cli("eval", tmp_path / "eval.yaml", cwd=tmp_path, env=cli_env)
+    chosen = {}
+    for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        top = sorted(record["probs"].values(), reverse=True)
+        chosen[(record["task"], record["id"])] = (record["prediction"], top[0] - top[1])
+
+    compared = 0
+    for path in glob.glob(str(tmp_path / "harness" / "*" / "samples_*.jsonl")):
+        task = Path(path).name.removeprefix("samples_").rsplit("_", 1)[0]
+        for line in Path(path).read_text().splitlines():
+            sample = json.loads(line)
+            loglikelihoods = [float(resp[0]) for resp in sample["filtered_resps"]]
+            pick = sample["doc"]["labels"][loglikelihoods.index(max(loglikelihoods))]
+            prediction, margin = chosen.pop((task, sample["doc"]["id"]))
+            if margin > 1e-4:
+                assert pick == prediction, (task, sample["doc"]["id"], loglikelihoods)
+                compared += 1
+    assert not chosen, f"questions the harness did not score: {sorted(chosen)}"
+    assert compared >= 20  # of 24: near-ties are the only ones left out
+
+
+def test_export_errors_are_one_line(tmp_path, capsys) -> None:
+    from geo_factory.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["export-lm-eval", str(tmp_path / "out"), "--model", str(tmp_path), "--task_dir", "no/such/dir"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "`task_dir: no/such/dir` is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
