@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from conftest import CLI, chat, example, read_trainer_log, run_cli, workdir
 from geo_factory.datasets import registry_dir
-from geo_factory.hparams import GeoBenchTrainArguments, TsptArguments
+from geo_factory.hparams import DecontaminationArguments, GeoBenchTrainArguments, TsptArguments
 
 
 STAGES = ("stage1", "stage2")
@@ -436,7 +436,8 @@ def test_help_states_each_default_of_geo_factory_once(tmp_path, cli_env) -> None
     text = run_cli("train", "-h", cwd=tmp_path, env=cli_env).stdout
     blocks = re.split(r"\n  (?=--)", text)
     options = [" ".join(block.split()) for block in blocks if block.startswith(("--tspt_", "--geobench_"))]
-    assert len(options) == len(fields(TsptArguments)) + len(fields(GeoBenchTrainArguments)), options
+    ours = (TsptArguments, GeoBenchTrainArguments, DecontaminationArguments)
+    assert len(options) == sum(len(fields(cls)) for cls in ours), options
     for option in options:
         assert option.count("default:") == 1, option
 

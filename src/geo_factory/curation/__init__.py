@@ -1,0 +1,1 @@
+"""Building data: corpus cleaning (datatrove), instruction data, and GeoBench decontamination."""
