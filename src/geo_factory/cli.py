@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -57,6 +58,104 @@ def _expand_vocab(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     print(f"expanded model and tokenizer written to {path}")
+
+
+def _build_corpus(args: argparse.Namespace) -> None:
+    from .curation.corpus import CorpusConfig, build_corpus, format_report
+
+    slurm = {
+        "partition": args.slurm_partition,
+        "time": args.slurm_time,
+        "cpus_per_task": args.slurm_cpus,
+        "mem_per_cpu_gb": args.slurm_mem_per_cpu_gb,
+        "venv_path": args.slurm_venv,
+    }
+    config = CorpusConfig(
+        inputs=args.inputs,
+        output=args.output,
+        name=args.name,
+        dataset_dir=args.dataset_dir,
+        languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+        min_doc_words=args.min_doc_words,
+        steps_off=tuple(args.skip_step),
+        tokenizer=args.tokenizer,
+        tasks=args.tasks,
+        workers=args.workers,
+        executor=args.executor,
+        slurm=slurm,
+    )
+    report = build_corpus(config)
+    if report is None:
+        print(f"submitted to Slurm; launch scripts and logs in {args.output}/work/logs/<stage>/")
+        return
+    print(format_report(report))
+    print(f"corpus: {args.output}/corpus (dataset `{config.name}` in {args.output}/dataset_info.json), report.json")
+
+
+def _build_sft(args: argparse.Namespace) -> None:
+    from .curation.sft import Teacher, build_sft
+
+    teacher = None
+    if args.teacher_api or args.teacher_model:
+        if not (args.teacher_api and args.teacher_model):
+            raise ValueError("--teacher-api and --teacher-model go together.")
+        teacher = Teacher(args.teacher_api, args.teacher_model, args.api_key_env, max_tokens=args.max_tokens)
+    summary = build_sft(
+        args.output,
+        args.name,
+        args.facts,
+        args.documents,
+        languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+        teacher=teacher,
+        max_requests=args.max_requests,
+        max_retries=args.max_retries,
+    )
+    print(json.dumps(summary, ensure_ascii=False))
+
+
+def _decontaminate(args: argparse.Namespace) -> None:
+    from .curation.decontaminate import decontaminate_files
+
+    for report in decontaminate_files(args.files, args.output, args.task_dir, args.ngram):
+        print(f"{report['dataset']}: dropped {report['dropped']} of {report['rows']} rows")
+    print(f"clean files and geobench_decontamination.json written to {args.output}")
+
+
+def _tools(args: argparse.Namespace) -> None:
+    import json
+
+    from .tools import TOOLS
+
+    indent = None if args.compact else 2
+    for tool in TOOLS.values():
+        print(json.dumps({**tool.schema(), "sources": list(tool.sources)}, ensure_ascii=False, indent=indent))
+
+
+def _tool(args: argparse.Namespace) -> None:
+    import json
+
+    from .tools import call_tool
+
+    print(json.dumps(call_tool(args.name, args.arguments, timeout=args.timeout), ensure_ascii=False, indent=2))
+
+
+def _export_lm_eval(args: argparse.Namespace) -> None:
+    from .eval.lm_eval_export import GROUP, MANIFEST, export
+
+    manifest = export(
+        args.output_dir,
+        args.model,
+        template=args.template,
+        task=args.task,
+        task_dir=args.task_dir,
+        n_shot=args.n_shot,
+        lang=args.lang,
+        seed=args.seed,
+        max_samples=args.max_samples,
+    )
+    for name, counts in manifest["tasks"].items():
+        print(f"{name}: {counts['questions']} questions, {counts['same_tokens_as_eval']} with the tokens eval scores")
+    print(f"written to {args.output_dir} ({MANIFEST}); run: lm_eval --include_path {args.output_dir} --tasks {GROUP}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,6 +233,99 @@ def _parser() -> argparse.ArgumentParser:
     expand.add_argument("--overwrite", action="store_true", help="Replace what --output holds.")
     expand.add_argument("--seed", type=int, default=42, help="Seed of `--init random`.")
     expand.set_defaults(func=_expand_vocab)
+
+    corpus = commands.add_parser(
+        "build-corpus",
+        help="Clean raw geoscience text into a pretraining corpus (datatrove: language, quality, dedup, PII).",
+        description="Normalise, keep the asked languages (offline detector), Gopher/C4 quality rules tuned for "
+        "geoscience text, exact and MinHash near-duplicate removal, e-mail and phone removal. Writes "
+        "OUTPUT/corpus/*.jsonl, OUTPUT/dataset_info.json and OUTPUT/report.json; re-running skips finished shards.",
+    )
+    corpus.add_argument(
+        "inputs", nargs="+", help="Folders, files or globs of .jsonl/.parquet/.txt, or registry names."
+    )
+    corpus.add_argument("--output", required=True, help="Output folder (also holds work/ for resuming).")
+    corpus.add_argument("--name", default=None, help="Dataset name in dataset_info.json (default: the folder name).")
+    corpus.add_argument("--dataset-dir", default="data", help="Folder of your own dataset_info.json.")
+    corpus.add_argument("--languages", default="zh,en", help="Languages to keep, ISO 639-1 (default: %(default)s).")
+    corpus.add_argument("--min-doc-words", type=int, default=50, help="Shortest document kept (default: %(default)s).")
+    corpus.add_argument(
+        "--skip-step",
+        action="append",
+        default=[],
+        choices=["normalise", "language", "quality", "dedup", "pii"],
+        help="Turn a step off (repeatable).",
+    )
+    corpus.add_argument("--tokenizer", default=None, help="Count report tokens with this tokenizer (default: words).")
+    corpus.add_argument("--tasks", type=int, default=2, help="Shards; the unit of resuming (default: %(default)s).")
+    corpus.add_argument("--workers", type=int, default=-1, help="Local processes (default: one per task).")
+    corpus.add_argument("--executor", default="local", choices=["local", "slurm"], help="Where the stages run.")
+    corpus.add_argument("--slurm-partition", default=None, help="Slurm partition (required with --executor slurm).")
+    corpus.add_argument("--slurm-time", default="24:00:00", help="Slurm time limit per task.")
+    corpus.add_argument("--slurm-cpus", type=int, default=1, help="CPUs per Slurm task.")
+    corpus.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2, help="Memory per CPU in GB.")
+    corpus.add_argument("--slurm-venv", default=None, help="Virtual environment the Slurm jobs activate.")
+    corpus.set_defaults(func=_build_corpus)
+
+    sft = commands.add_parser(
+        "build-sft",
+        help="Instruction data (alpaca JSON) from fact tables/glossaries and, with a teacher model, documents.",
+    )
+    sft.add_argument("--output", required=True, help="Output folder: <name>.json, dataset_info.json, build_sft.json.")
+    sft.add_argument("--name", default=None, help="Dataset name (default: the folder name).")
+    sft.add_argument("--facts", nargs="*", default=[], help="CSV/JSONL: entity,relation,value or term,definition.")
+    sft.add_argument("--documents", nargs="*", default=[], help=".txt or .jsonl (`text`) documents for the teacher.")
+    sft.add_argument("--languages", default="en,zh", help="Template languages (default: %(default)s).")
+    sft.add_argument("--teacher-api", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
+    sft.add_argument("--teacher-model", default=None, help="Model name at --teacher-api.")
+    sft.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="Environment variable holding the key (never the key)."
+    )
+    sft.add_argument("--max-requests", type=int, default=None, help="Teacher requests allowed in this run.")
+    sft.add_argument("--max-retries", type=int, default=2, help="Retries of a malformed reply (default: 2).")
+    sft.add_argument("--max-tokens", type=int, default=512, help="Token limit of a teacher reply (default: 512).")
+    sft.set_defaults(func=_build_sft)
+
+    decon = commands.add_parser(
+        "decontaminate",
+        help="Drop the rows of .json/.jsonl files that share a long n-gram with GeoBench (as `geobench_decontaminate`).",
+    )
+    decon.add_argument("files", nargs="+", help=".json (a list of rows) or .jsonl files; every string is checked.")
+    decon.add_argument("--output", required=True, help="Folder for the clean files and geobench_decontamination.json.")
+    decon.add_argument("--task-dir", default=None, help="GeoBench folder (default: the hub dataset daven3/geobench).")
+    decon.add_argument("--ngram", type=int, default=13, help="Shared tokens that count (default: %(default)s).")
+    decon.set_defaults(func=_decontaminate)
+
+    tools = commands.add_parser("tools", help="List the geoscience tools a model can call, with their JSON schemas.")
+    tools.add_argument("--compact", action="store_true", help="One line of JSON per tool.")
+    tools.set_defaults(func=_tools)
+    tool = commands.add_parser(
+        "tool",
+        help="Run one geoscience tool and print its JSON result.",
+        description="Run one tool of `geo-factory tools` on a JSON object of arguments, e.g. "
+        'geo-factory tool geologic_time \'{"name": "Cretaceous"}\'.',
+    )
+    tool.add_argument("name", help="The tool's name.")
+    tool.add_argument("arguments", nargs="?", default="{}", help="Its arguments: one JSON object (default: {}).")
+    tool.add_argument("--timeout", type=float, default=10.0, help="Time limit in seconds (default: %(default)s).")
+    tool.set_defaults(func=_tool)
+
+    lm_eval = commands.add_parser(
+        "export-lm-eval",
+        help="Write GeoBench's objective tasks as an lm-evaluation-harness task folder (the prompts eval scores).",
+        description="Render the prompts `llamafactory-cli eval` scores (same exemplars, template and settings) into "
+        "a task folder for `lm_eval --include_path DIR --tasks geobench`; the harness needs no geo-factory.",
+    )
+    lm_eval.add_argument("output_dir", help="Folder to write (yaml, jsonl and utils.py per task).")
+    lm_eval.add_argument("--model", required=True, help="Model whose tokenizer and context fit the prompts.")
+    lm_eval.add_argument("--template", default=None, help="LLaMA-Factory template, as `template` in eval.")
+    lm_eval.add_argument("--task", default="geobench", help="Objective GeoBench tasks (default: %(default)s).")
+    lm_eval.add_argument("--task-dir", "--task_dir", default=None, help="GeoBench folder (default: the hub dataset).")
+    lm_eval.add_argument("--n-shot", "--n_shot", type=int, default=5, help="Exemplars (default: %(default)s).")
+    lm_eval.add_argument("--lang", default="en", help="Prompt wording: en or zh (default: %(default)s).")
+    lm_eval.add_argument("--seed", type=int, default=42, help="Exemplar and subset draw (default: %(default)s).")
+    lm_eval.add_argument("--max-samples", "--max_samples", type=int, default=None, help="Questions per task.")
+    lm_eval.set_defaults(func=_export_lm_eval)
     return parser
 
 

@@ -13,10 +13,15 @@ Symbols touched, and why (the whole list):
 ``llamafactory.launcher.launch`` / ``USAGE``
     Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to the GeoBench evaluator.
 ``llamafactory.hparams.parser._parse_train_args``
-    Parse the TSPT and in-training GeoBench argument dataclasses alongside LLaMA-Factory's own
+    Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names before any work.
+``llamafactory.hparams.parser._parse_infer_args``
+    Parse the ``geo_tools*`` keys of chat/webchat/api yamls alongside LLaMA-Factory's own and check them before
+    any model loads.
 ``llamafactory.data.parser.get_dataset_list``
     Resolve dataset names against the user's ``dataset_info.json`` merged over geo-factory's.
+``llamafactory.data.converter.align_dataset``
+    Drop GeoBench-contaminated rows (``geobench_decontaminate``) from every dataset LLaMA-Factory or TSPT loads.
 ``llamafactory.model.loader.load_model``
     Stop an adapter whose embedding rows do not fit the base model (a vocabulary-expanded one on the original
     base) before any weight loads.
@@ -32,9 +37,19 @@ Symbols touched, and why (the whole list):
 ``llamafactory.chat.hf_engine.Thread``
     Generate in a thread that the interpreter joins and that stops when asked: a daemon one still running at
     exit aborts the process (SIGABRT after ``chat``'s last answer; see :mod:`geo_factory.chat`).
-``llamafactory.chat.chat_model.ChatModel.__init__`` / ``run_chat``
+``llamafactory.chat.chat_model.ChatModel.__init__`` / ``stream_chat`` / ``run_chat``
     Stop each chat model's event-loop thread at exit; end ``chat`` on end of input (status 0) and on Ctrl-C
-    (status 130) without a traceback.
+    (status 130) without a traceback; with ``geo_tools``, execute the model's tool calls and let it continue
+    (:mod:`geo_factory.tools.chat`).
+``llamafactory.webui.locales.LOCALES`` / ``llamafactory.webui.control.list_datasets`` / ``change_stage`` / ``get_trainer_info``
+    LlamaBoard: English and Chinese labels of geo-factory's fields; ``TSPT (JiuZhou)`` in the shared
+    ``TRAINING_STAGES`` dict; the registry in the dataset pickers; TSPT's per-stage progress and two-stage loss plot.
+``llamafactory.webui.runner.Runner._initialize`` / ``_parse_train_args`` / ``monitor``
+    LlamaBoard runs: the ``tspt_*`` / ``geobench_*`` keys in the yaml, checked by the yaml path's own parser before
+    anything is written; a last loss-plot refresh when a run ends.
+``llamafactory.webui.components.train.create_train_tab`` / ``components.eval.create_eval_tab``
+    LlamaBoard's tabs with the TSPT and in-training GeoBench settings, and the ``llamafactory-cli eval`` panel
+    (:mod:`geo_factory.webui`).
 
 Set ``GEO_FACTORY_DISABLE=1`` to turn all of it off.
 """
@@ -94,7 +109,7 @@ def _patch_launcher(launcher: ModuleType) -> None:
     launcher.launch = geo_launch
     line = "|   llamafactory-cli train -h: train models                          |\n"
     launcher.USAGE = launcher.USAGE.replace(
-        line, line + "|   llamafactory-cli eval CONFIG.yaml: GeoBench eval (geo-factory)   |\n"
+        line, line + "|   llamafactory-cli eval CONFIG.yaml: GeoBench, MMLU, CMMLU, C-Eval |\n"
     )
 
 
@@ -103,16 +118,36 @@ def _patch_hparams_parser(parser: ModuleType) -> None:
         # imported here, not at patch time: geo_factory.hparams itself imports llamafactory.hparams
         from transformers import HfArgumentParser
 
-        from .hparams import GeoBenchTrainArguments, GeoFinetuningArguments, TsptArguments, apply_extension_args
+        from .hparams import (
+            DecontaminationArguments,
+            GeoBenchTrainArguments,
+            GeoFinetuningArguments,
+            TsptArguments,
+            apply_extension_args,
+        )
 
         lf_args = [GeoFinetuningArguments if cls is parser.FinetuningArguments else cls for cls in parser._TRAIN_ARGS]
-        hf_parser = HfArgumentParser([*lf_args, TsptArguments, GeoBenchTrainArguments])
+        hf_parser = HfArgumentParser([*lf_args, TsptArguments, GeoBenchTrainArguments, DecontaminationArguments])
         allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
-        *lf_parsed, tspt_args, geobench_args = parser._parse_args(hf_parser, args, allow_extra_keys=allow_extra_keys)
-        apply_extension_args(*lf_parsed, tspt_args, geobench_args)
+        *lf_parsed, tspt_args, geobench_args, decontamination_args = parser._parse_args(
+            hf_parser, args, allow_extra_keys=allow_extra_keys
+        )
+        apply_extension_args(*lf_parsed, tspt_args, geobench_args, decontamination_args)
+        return tuple(lf_parsed)
+
+    def _parse_infer_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
+        from transformers import HfArgumentParser
+
+        from .hparams import ToolsArguments
+
+        hf_parser = HfArgumentParser([*parser._INFER_ARGS, ToolsArguments])
+        allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
+        *lf_parsed, tools_args = parser._parse_args(hf_parser, args, allow_extra_keys=allow_extra_keys)
+        tools_args.validate()
         return tuple(lf_parsed)
 
     parser._parse_train_args = _parse_train_args
+    parser._parse_infer_args = _parse_infer_args
 
 
 def _patch_data_parser(data_parser: ModuleType) -> None:
@@ -124,6 +159,20 @@ def _patch_data_parser(data_parser: ModuleType) -> None:
         return registry_get_dataset_list(get_dataset_list, dataset_names, dataset_dir)
 
     data_parser.get_dataset_list = geo_get_dataset_list
+
+
+def _patch_data_converter(converter: ModuleType) -> None:
+    align_dataset = converter.align_dataset
+
+    def geo_align_dataset(dataset, dataset_attr, data_args, training_args):
+        dataset = align_dataset(dataset, dataset_attr, data_args, training_args)
+        if getattr(data_args, "geobench_decontamination", None) is None:
+            return dataset
+        from .curation.decontaminate import decontaminate_aligned
+
+        return decontaminate_aligned(dataset, str(dataset_attr), data_args, training_args)
+
+    converter.align_dataset = geo_align_dataset
 
 
 def _patch_model_loader(loader: ModuleType) -> None:
@@ -201,14 +250,21 @@ def _patch_callbacks(callbacks: ModuleType) -> None:
 
 def _patch_chat_model(chat_model: ModuleType) -> None:
     from . import chat
+    from .tools import chat as tool_chat
 
     init, run_chat = chat_model.ChatModel.__init__, chat_model.run_chat
+
+    stream_chat = chat_model.ChatModel.stream_chat
 
     def __init__(self, *args, **kwargs) -> None:
         init(self, *args, **kwargs)
         chat.close_at_exit(self)
+        tool_chat.attach(self, args[0] if args else kwargs.get("args"))
 
     chat_model.ChatModel.__init__ = __init__
+    chat_model.ChatModel.stream_chat = lambda self, *args, **kwargs: tool_chat.stream_chat(
+        stream_chat, self, *args, **kwargs
+    )
     chat_model.run_chat = lambda: chat.run_chat(run_chat)
 
 
@@ -216,6 +272,53 @@ def _patch_hf_engine(hf_engine: ModuleType) -> None:
     from .chat import GenerationThread
 
     hf_engine.Thread = GenerationThread
+
+
+def _patch_webui_locales(locales: ModuleType) -> None:
+    from .webui import add_locales
+
+    add_locales(locales.LOCALES)
+
+
+def _patch_webui_control(control: ModuleType) -> None:
+    from . import webui
+
+    webui.add_tspt_stage()
+    list_datasets, change_stage, trainer_info = control.list_datasets, control.change_stage, control.get_trainer_info
+    control.list_datasets = lambda dataset_dir=None, training_stage=None: webui.list_datasets(
+        list_datasets, dataset_dir, training_stage
+    )
+    control.change_stage = lambda training_stage: webui.change_stage(change_stage, training_stage)
+    control.get_trainer_info = lambda lang, output_path, do_train: webui.get_trainer_info(
+        trainer_info, lang, output_path, do_train
+    )
+
+
+def _patch_webui_runner(runner: ModuleType) -> None:
+    from . import webui
+
+    cls = runner.Runner
+    initialize, parse_train_args, monitor = cls._initialize, cls._parse_train_args, cls.monitor
+
+    def geo_monitor(self):  # a generator function: gradio streams only those
+        yield from webui.monitor(monitor, self)
+
+    cls._initialize = lambda self, data, do_train, from_preview: webui.initialize(
+        initialize, self, data, do_train, from_preview
+    )
+    cls._parse_train_args = lambda self, data: webui.parse_train_args(parse_train_args, self, data)
+    cls.monitor = geo_monitor
+
+
+def _patch_webui_tab(module: ModuleType, name: str) -> None:
+    create = getattr(module, name)
+
+    def create_tab(engine):
+        from . import webui
+
+        return getattr(webui, name)(create, engine)
+
+    setattr(module, name, create_tab)
 
 
 def _with_geobench_callback(callbacks, model_args, data_args, finetuning_args) -> list[Any]:
@@ -232,6 +335,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.launcher": _patch_launcher,
     "llamafactory.hparams.parser": _patch_hparams_parser,
     "llamafactory.data.parser": _patch_data_parser,
+    "llamafactory.data.converter": _patch_data_converter,
     "llamafactory.model.loader": _patch_model_loader,
     "llamafactory.train.pt.workflow": _patch_pt_workflow,
     "llamafactory.train.tuner": _patch_tuner,
@@ -240,6 +344,11 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.train.callbacks": _patch_callbacks,
     "llamafactory.chat.chat_model": _patch_chat_model,
     "llamafactory.chat.hf_engine": _patch_hf_engine,
+    "llamafactory.webui.locales": _patch_webui_locales,
+    "llamafactory.webui.control": _patch_webui_control,
+    "llamafactory.webui.runner": _patch_webui_runner,
+    "llamafactory.webui.components.train": lambda module: _patch_webui_tab(module, "create_train_tab"),
+    "llamafactory.webui.components.eval": lambda module: _patch_webui_tab(module, "create_eval_tab"),
 }
 
 

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from llamafactory.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments
     from transformers import Seq2SeqTrainingArguments
 
+    from .decontamination_args import DecontaminationArguments
     from .geobench_args import GeoBenchTrainArguments
     from .tspt_args import TsptArguments
 
@@ -20,6 +21,7 @@ def apply_extension_args(
     generating_args: "GeneratingArguments",
     tspt_args: "TsptArguments",
     geobench_args: "GeoBenchTrainArguments",
+    decontamination_args: "DecontaminationArguments",
 ) -> None:
     """Validate geo-factory's arguments right after parsing, before any model, data or output work."""
     if finetuning_args.stage == "tspt":
@@ -42,3 +44,12 @@ def apply_extension_args(
     )
     if geobench_args.geobench_eval_steps:
         finetuning_args.geobench = geobench_args
+    if decontamination_args.geobench_decontaminate:
+        from ..curation.decontaminate import get_index
+
+        get_index(  # read GeoBench now: a missing or malformed one stops the run before any work
+            decontamination_args.geobench_decontaminate_task_dir,
+            decontamination_args.geobench_decontaminate_ngram,
+            cache_dir=model_args.cache_dir,
+        )
+        data_args.geobench_decontamination = decontamination_args
