@@ -51,9 +51,22 @@ def test_five_chats_in_a_row_end_with_status_0(ending: str, chat_yaml: Path, cli
         assert answer.endswith("\nUser: " if ending == "exit" else "\nUser: \n"), repr(answer[-200:])
 
 
+def _as_from_a_shell() -> None:
+    """Ctrl-C as a terminal delivers it: a test worker's ignored or blocked SIGINT is inherited across exec (two CI
+    runs saw the chat sit through every SIGINT), and then no Python program can see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [CLI, *args], cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [CLI, *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_as_from_a_shell,
     )
 
 
@@ -84,6 +97,7 @@ def test_ctrl_c_while_generating_ends_with_status_130(chat_yaml: Path, cli_env: 
             continue
     if proc.poll() is None:
         proc.kill()
+        proc.wait(timeout=30)
     reader.join(timeout=10)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, "", b"".join(out).decode(errors="replace"))
     assert_clean_end(result, 130)
