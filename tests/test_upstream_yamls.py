@@ -152,7 +152,9 @@ def test_with_local_stand_ins_the_yamls_train_merge_and_chat(
         assert (work / f"saves/JiuZhou/lora/{run}/adapter_model.safetensors").is_file()
     run_cli("export", yamls["merge"], cwd=work, env=cli_env)
     assert list((work / "models/JiuZhou_lora_sft").glob("*.safetensors"))
-    assert chat(yamls["inference"], "What is basalt?", "do_sample=false", cwd=work, env=cli_env)  # greedy: sampling can end at once on the tiny model
+    assert chat(
+        yamls["inference"], "What is basalt?", "do_sample=false", cwd=work, env=cli_env
+    )  # greedy: sampling can end at once on the tiny model
 
 
 def test_geo_factory_datasets_lists_the_upstream_demo_names_with_their_source(tmp_path: Path, cli_env) -> None:
