@@ -98,7 +98,7 @@ def page(board, tmp_path_factory: pytest.TempPathFactory):
         page.goto(url, wait_until="domcontentloaded")
         expect(page.get_by_label("Language", exact=True)).to_have_value("en")  # LlamaBoard's own load has run
         _choose(page, page.get_by_label("Model name", exact=True), "Custom")
-        page.get_by_label("Model path").fill(str(work / "models" / "tiny-mistral"))
+        _fill_until_kept(page, page.get_by_label("Model path"), str(work / "models" / "tiny-mistral"))
         page.shots = shots
         yield page
         browser.close()
@@ -110,6 +110,20 @@ def _screenshot(request, page):
     for folder in page.shots:
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=folder / f"{request.node.name}.png", full_page=True)
+
+
+def _fill_until_kept(page, box, value: str) -> None:
+    """Fill a box that an event still in flight may overwrite: choosing a model name makes LlamaBoard set the model
+    path (to "" for Custom), and on a loaded machine that reply came after the fill and emptied it."""
+    for _ in range(30):
+        if box.input_value() != value:
+            box.fill(value)
+        page.wait_for_timeout(1000)
+        if box.input_value() == value:
+            page.wait_for_timeout(2000)
+            if box.input_value() == value:
+                return
+    raise AssertionError(f"the page keeps resetting the box to {box.input_value()!r}, not {value!r}")
 
 
 def _choose(page, box, option: str) -> None:
