@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SHARED_GEOBENCH, run_cli, workdir
+from geo_factory.curation.decontaminate import PARALLEL_ROWS
 
 
 GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
@@ -91,11 +92,18 @@ def decon_work(tmp_path_factory, tiny_model) -> tuple[Path, list[dict], list[int
     rows, planted = _planted_rows()
     registry = {
         "planted_sft": {"file_name": "planted_sft.json"},
+        "planted_sft_big": {"file_name": "planted_sft_big.json"},
         "planted_pt": {"file_name": "planted_pt.jsonl", "columns": {"prompt": "text"}},
         "clean_pt": {"file_name": "clean_pt.jsonl", "columns": {"prompt": "text"}},
     }
     work = workdir(tmp_path_factory.mktemp("decon"), tiny_model, registry)
     (work / "data" / "planted_sft.json").write_text(json.dumps(rows, ensure_ascii=False))
+    # big enough for the scan to run on preprocessing_num_workers processes: the planted rows spread through it
+    clean_rows = [row for i, row in enumerate(rows) if i not in planted]
+    big = [clean_rows[i % len(clean_rows)] for i in range(PARALLEL_ROWS)]
+    for i, row in zip(range(0, PARALLEL_ROWS, PARALLEL_ROWS // len(planted)), (rows[i] for i in planted)):
+        big.insert(i, row)
+    (work / "data" / "planted_sft_big.json").write_text(json.dumps(big, ensure_ascii=False))
     texts = [f"{r['instruction']}\n{r['output']}" for r in rows]
     (work / "data" / "planted_pt.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     clean = [f"{q} {a} " * 8 for q, a in CLEAN_SFT]
@@ -135,14 +143,22 @@ def _check_report(out: Path, dataset: str, rows: list[dict], planted: list[int])
     return entry
 
 
-def test_decontamination_sft_drops_every_planted_row_and_no_clean_one(decon_work, cli_env) -> None:
+@pytest.mark.parametrize("dataset,workers", [("planted_sft", None), ("planted_sft_big", 2)])
+def test_decontamination_sft_drops_every_planted_row_and_no_clean_one(decon_work, cli_env, dataset, workers) -> None:
+    """In one process, and (a set of PARALLEL_ROWS rows) on LLaMA-Factory's preprocessing workers."""
     work, rows, planted = decon_work
-    config = _train_yaml(work, "sft", stage="sft", dataset="planted_sft", template="mistral")
+    if dataset == "planted_sft_big":
+        rows = json.loads((work / "data" / f"{dataset}.json").read_text())
+        planted = [i for i, row in enumerate(rows) if row["output"].startswith("The answer is")]
+    config = _train_yaml(
+        work, dataset, stage="sft", dataset=dataset, template="mistral", preprocessing_num_workers=workers
+    )
     proc = run_cli("train", config, cwd=work, env=cli_env)
     log = proc.stdout + proc.stderr
     assert f"dropped {len(planted)} of {len(rows)} rows" in log, log[-3000:]
-    assert f"Num examples = {len(rows) - len(planted)}" in log  # what the trainer got: every clean row
-    _check_report(work / "saves" / "sft", "planted_sft", rows, planted)
+    assert f"Num examples = {len(rows) - len(planted):,}" in log  # what the trainer got: every clean row
+    assert f"on {workers or 1} process" in log
+    _check_report(work / "saves" / dataset, dataset, rows, planted)
 
 
 def test_decontamination_pt_and_tspt(decon_work, cli_env) -> None:
