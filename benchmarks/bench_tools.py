@@ -11,12 +11,13 @@ tools offered through the template's tool formatting (``smollm2``: LLaMA-Factory
 Goal: at least 80% right tool with valid arguments after the LoRA. The LoRA is trained by ``llamafactory-cli
 train`` on the CPU (``--steps``); the results go to ``--out`` as JSON.
 
-    python benchmarks/bench_tools.py --model ~/.cache/geo-factory/smollm2-135m-instruct --steps 80
+    python benchmarks/bench_tools.py --model ~/.cache/geo-factory/smollm2-135m-instruct --steps 180
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -93,7 +94,7 @@ HELDOUT = [
         "distance_km",
     ),
     ("How hard is fluorite on the Mohs scale?", "mineral", {"name": "fluorite"}, "mohs_hardness.0"),
-    ("磁铁矿的密度是多少？", "mineral", {"name": "磁铁矿"}, "density_g_cm3.0"),
+    ("磁铁矿的密度有多大？", "mineral", {"name": "磁铁矿"}, "density_g_cm3.0"),
     ("What is the chemical formula of cassiterite?", "mineral", {"name": "cassiterite"}, None),
     ("Search the corpus for a passage on turbidite deposits.", "corpus_search", {"query": "turbidite deposits"}, None),
     ("在语料库里找一段关于冰川侵蚀的内容。", "corpus_search", {"query": "冰川侵蚀"}, None),
@@ -115,6 +116,17 @@ def _expected(tool: str, arguments: dict, key: str | None) -> float | None:
 def _holds(answer: str, expected: float) -> bool:
     numbers = [float(n) for n in NUMBER.findall(answer.replace(",", ""))]
     return any(abs(n - expected) <= 0.01 * abs(expected) + 1e-9 for n in numbers)
+
+
+def check_held_out() -> None:
+    """A held-out question must not be a training question (the generator's templates could produce one)."""
+    from geo_factory.datasets import registry_dir
+
+    rows = json.loads((registry_dir() / "geo_tools_sft.json").read_text(encoding="utf-8"))
+    seen = {row["conversations"][0]["value"].strip().lower() for row in rows}
+    leaked = [question for question, *_ in HELDOUT if question.strip().lower() in seen]
+    if leaked:
+        raise SystemExit(f"held-out questions found in geo_tools_sft.json: {leaked}")
 
 
 def evaluate(model: str, adapter: str | None, template: str = "smollm2", tool_format: str | None = None) -> dict:
@@ -190,12 +202,13 @@ def train(model: str, output: Path, steps: int, template: str, tool_format: str 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(Path.home() / ".cache/geo-factory/smollm2-135m-instruct"))
-    parser.add_argument("--steps", type=int, default=80, help="LoRA steps of 2 conversations (default: 80)")
+    parser.add_argument("--steps", type=int, default=180, help="LoRA steps of 2 conversations (default: 180)")
     parser.add_argument("--work", default="saves/bench_tools", help="Folder of the adapter and the results.")
     parser.add_argument("--skip-base", action="store_true", help="Measure the LoRA only.")
     parser.add_argument("--template", default="smollm2", help="Chat template of --model (default: smollm2).")
     parser.add_argument("--tool-format", default=None, help="LLaMA-Factory's tool_format override (default: none).")
     args = parser.parse_args()
+    check_held_out()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {"model": args.model, "steps": args.steps}

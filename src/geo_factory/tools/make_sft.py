@@ -47,6 +47,33 @@ CONVERSIONS = [
     ("Ma", "year", "百万年", "年", (0.01, 600)),
     ("Ga", "Ma", "十亿年", "百万年", (0.5, 4.5)),
     ("ka", "year", "千年", "年", (1, 800)),
+    ("Ma", "Ga", "百万年", "十亿年", (10, 4000)),
+    ("m", "ft", "米", "英尺", (10, 9000)),
+    ("MPa", "bar", "兆帕", "巴", (1, 500)),
+    ("kbar", "GPa", "千巴", "吉帕", (1, 100)),
+    ("degF", "degC", "华氏度", "摄氏度", (0, 2000)),
+]
+SEARCH_TOPICS = [
+    ("plagioclase twinning", "斜长石双晶"),
+    ("subduction zone earthquakes", "俯冲带地震"),
+    ("Bowen's reaction series", "鲍文反应系列"),
+    ("karst landforms", "喀斯特地貌"),
+    ("metamorphic facies", "变质相"),
+    ("sedimentary basins", "沉积盆地"),
+    ("mantle plumes", "地幔柱"),
+    ("river deltas", "河流三角洲"),
+    ("glacial erosion", "冰川侵蚀"),
+    ("ophiolites", "蛇绿岩"),
+    ("porphyry copper deposits", "斑岩铜矿"),
+    ("loess", "黄土"),
+    ("magnetic reversals", "地磁倒转"),
+    ("fault gouge", "断层泥"),
+    ("permafrost", "多年冻土"),
+    ("coral reefs", "珊瑚礁"),
+    ("volcanic ash", "火山灰"),
+    ("groundwater aquifers", "含水层"),
+    ("seismic tomography", "地震层析成像"),
+    ("banded iron formations", "条带状铁建造"),
 ]
 
 
@@ -73,12 +100,20 @@ def _geologic_time(rng: random.Random, zh: bool) -> Row:
         unit = rng.choice(list(units().values()))
         name = unit["name_zh"] if zh else unit["name"]
         question = rng.choice(
-            [f"{name}是什么时候开始和结束的？", f"{name}距今多少百万年？"]
+            [
+                f"{name}是什么时候开始和结束的？",
+                f"{name}距今多少百万年？",
+                f"{name}的起止年代是多少？",
+                f"{name}开始于什么时候？",
+            ]
             if zh
             else [
                 f"When did the {name} begin and end?",
                 f"How old is the {name}, in Ma?",
                 f"What are the ages of the {name}?",
+                f"When did the {name} start?",
+                f"Give the time span of the {name}.",
+                f"How long ago did the {name} end?",
             ]
         )
 
@@ -90,12 +125,15 @@ def _geologic_time(rng: random.Random, zh: bool) -> Row:
 
         return _one_call("geologic_time", {"name": name}, question, answer)
     age = round(rng.uniform(0.5, 540) if rng.random() < 0.8 else rng.uniform(540, 4000), 1)
-    question = (
-        f"距今 {age:g} 百万年属于哪个地质年代？"
+    question = rng.choice(
+        [f"距今 {age:g} 百万年属于哪个地质年代？", f"{age:g} Ma 前地球处于哪个纪？"]
         if zh
-        else rng.choice(
-            [f"Which geologic period was {age:g} Ma?", f"What period and epoch does an age of {age:g} Ma fall in?"]
-        )
+        else [
+            f"Which geologic period was {age:g} Ma?",
+            f"What period and epoch does an age of {age:g} Ma fall in?",
+            f"Which era does a rock dated at {age:g} Ma belong to?",
+            f"What was the geologic time {age:g} million years ago?",
+        ]
     )
 
     def answer(r: dict) -> str:
@@ -113,23 +151,25 @@ def _earthquake(rng: random.Random, zh: bool) -> Row:
     if rng.random() < 0.6:
         mw = round(rng.uniform(3.0, 9.5), 1)
         args = {"magnitude": mw}
-        question = (
-            f"矩震级 {mw:g} 的地震，地震矩和辐射能量是多少？"
+        question = rng.choice(
+            [f"矩震级 {mw:g} 的地震，地震矩和辐射能量是多少？", f"{mw:g} 级地震释放多少能量？"]
             if zh
-            else rng.choice(
-                [
-                    f"What is the seismic moment of a Mw {mw:g} earthquake?",
-                    f"How much energy does a magnitude {mw:g} quake radiate?",
-                ]
-            )
+            else [
+                f"What is the seismic moment of a Mw {mw:g} earthquake?",
+                f"How much energy does a magnitude {mw:g} quake radiate?",
+                f"An earthquake of moment magnitude {mw:g}: what are its moment and energy?",
+            ]
         )
     else:
         m0 = float(f"{10 ** rng.uniform(15, 23):.2e}")
         args = {"moment_nm": m0}
-        question = (
-            f"地震矩为 {m0:g} N·m 的地震，矩震级是多少？"
+        question = rng.choice(
+            [f"地震矩为 {m0:g} N·m 的地震，矩震级是多少？"]
             if zh
-            else f"What moment magnitude corresponds to a seismic moment of {m0:g} N·m?"
+            else [
+                f"What moment magnitude corresponds to a seismic moment of {m0:g} N·m?",
+                f"A fault slip released a seismic moment of {m0:g} N·m. What is the Mw?",
+            ]
         )
 
     def answer(r: dict) -> str:
@@ -144,10 +184,15 @@ def _convert(rng: random.Random, zh: bool) -> Row:
     src, dst, src_zh, dst_zh, (low, high) = rng.choice(CONVERSIONS)
     value = float(f"{rng.uniform(low, high):.3g}")
     args = {"value": value, "from_unit": src, "to_unit": dst}
-    question = (
-        f"{value:g} {src_zh}等于多少{dst_zh}？"
+    question = rng.choice(
+        [f"{value:g} {src_zh}等于多少{dst_zh}？", f"把 {value:g} {src} 换算成 {dst}。"]
         if zh
-        else rng.choice([f"Convert {value:g} {src} to {dst}.", f"How many {dst} is {value:g} {src}?"])
+        else [
+            f"Convert {value:g} {src} to {dst}.",
+            f"How many {dst} is {value:g} {src}?",
+            f"What is {value:g} {src} in {dst}?",
+            f"Express {value:g} {src} in {dst}.",
+        ]
     )
     return _one_call(
         "unit_convert",
@@ -164,10 +209,16 @@ def _lithostatic(rng: random.Random, zh: bool) -> Row:
     if rng.random() < 0.5:
         density = rng.choice([2300, 2500, 2650, 2700, 2800, 2900, 3000, 3300])
         args = {"depth_m": depth, "density_kg_m3": density}
-        question = (
-            f"密度为 {density} kg/m³ 的岩石中，{depth} 米深处的静岩压力是多少？"
+        question = rng.choice(
+            [
+                f"密度为 {density} kg/m³ 的岩石中，{depth} 米深处的静岩压力是多少？",
+                f"{depth} 米深、岩石密度 {density} kg/m³，上覆压力多大？",
+            ]
             if zh
-            else f"What is the lithostatic pressure at {depth} m depth in rock of density {density} kg/m³?"
+            else [
+                f"What is the lithostatic pressure at {depth} m depth in rock of density {density} kg/m³?",
+                f"Rock of density {density} kg/m³: what is the overburden pressure at {depth} m?",
+            ]
         )
 
         def answer(r: dict) -> str:
@@ -179,10 +230,13 @@ def _lithostatic(rng: random.Random, zh: bool) -> Row:
     else:
         gradient, surface = rng.choice([15, 20, 25, 30, 35, 50]), rng.choice([0, 10, 15, 20])
         args = {"depth_m": depth, "surface_temperature_c": surface, "geothermal_gradient_c_per_km": gradient}
-        question = (
-            f"地表温度 {surface}°C、地温梯度 {gradient}°C/km，{depth} 米深处温度是多少？"
+        question = rng.choice(
+            [f"地表温度 {surface}°C、地温梯度 {gradient}°C/km，{depth} 米深处温度是多少？"]
             if zh
-            else f"With a surface temperature of {surface} °C and a geothermal gradient of {gradient} °C/km, how hot is it at {depth} m?"
+            else [
+                f"With a surface temperature of {surface} °C and a geothermal gradient of {gradient} °C/km, how hot is it at {depth} m?",
+                f"What is the temperature {depth} m down, given {surface} °C at the surface and {gradient} °C/km?",
+            ]
         )
 
         def answer(r: dict) -> str:
@@ -194,12 +248,15 @@ def _lithostatic(rng: random.Random, zh: bool) -> Row:
 def _geodesic(rng: random.Random, zh: bool) -> Row:
     a, b = rng.sample(PLACES, 2)
     args = {"lat1": a[2], "lon1": a[3], "lat2": b[2], "lon2": b[3]}
-    question = (
-        f"{a[1]}到{b[1]}的大地线距离是多少？"
+    pa, pb = f"({a[2]}, {a[3]})", f"({b[2]}, {b[3]})"
+    question = rng.choice(
+        [f"{a[1]}到{b[1]}的大地线距离是多少？", f"{a[1]} {pa} 与{b[1]} {pb} 相距多远？"]
         if zh
-        else rng.choice(
-            [f"How far is {a[0]} from {b[0]}?", f"What is the distance and bearing from {a[0]} to {b[0]}?"]
-        )
+        else [
+            f"How far is {a[0]} from {b[0]}?",
+            f"What is the distance and bearing from {a[0]} to {b[0]}?",
+            f"Distance between {a[0]} {pa} and {b[0]} {pb}?",
+        ]
     )
 
     def answer(r: dict) -> str:
@@ -218,12 +275,14 @@ def _mineral(rng: random.Random, zh: bool) -> Row:
     row = rng.choice(list(MINERALS.values()))
     name = row["name_zh"] if zh else row["name"]
     question = rng.choice(
-        [f"{name}的化学式和硬度是多少？", f"{name}的密度是多少？"]
+        [f"{name}的化学式和硬度是多少？", f"{name}的密度是多少？", f"{name}的莫氏硬度是多少？"]
         if zh
         else [
             f"What is the formula and hardness of {name}?",
             f"What is the density of {name}?",
             f"Tell me about {name}.",
+            f"What is the Mohs hardness of {name}?",
+            f"Which crystal system does {name} have?",
         ]
     )
 
@@ -238,21 +297,16 @@ def _mineral(rng: random.Random, zh: bool) -> Row:
 
 
 def _search(rng: random.Random, zh: bool) -> Row:
-    topic = rng.choice(
-        [
-            "plagioclase twinning",
-            "subduction zone earthquakes",
-            "Bowen's reaction series",
-            "karst landforms",
-            "metamorphic facies",
-            "sedimentary basins",
-            "mantle plumes",
-            "river deltas",
-            "glacial erosion",
+    topic_en, topic_zh = rng.choice(SEARCH_TOPICS)
+    topic = topic_zh if zh else topic_en
+    question = rng.choice(
+        [f"在语料库中查找关于{topic}的段落。", f"语料库里有哪些关于{topic}的内容？"]
+        if zh
+        else [
+            f"Find a passage about {topic} in the corpus and cite it.",
+            f"Search the corpus for {topic}.",
+            f"What does the corpus say about {topic}?",
         ]
-    )
-    question = (
-        f"在语料库中查找关于 {topic} 的段落。" if zh else f"Find a passage about {topic} in the corpus and cite it."
     )
 
     def answer(r: dict) -> str:
