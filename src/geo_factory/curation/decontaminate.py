@@ -86,7 +86,6 @@ class GeoBenchIndex:
     seconds: float = 0.0
     _grams: dict[tuple[str, ...], set[str]] | None = None
     _anchors: dict[str, list[tuple[str, str, list[str]]]] | None = None
-    _anchor_tokens: frozenset[str] = frozenset()
 
     @property
     def items(self) -> int:
@@ -145,7 +144,6 @@ class GeoBenchIndex:
             for entry in self.stems:
                 rarest = min(entry[1].split(" "), key=lambda tok: (self.stem_counts[tok], -len(tok)))
                 self._anchors.setdefault(rarest, []).append(entry)
-            self._anchor_tokens = frozenset(self._anchors)
         return self._anchors
 
     def match(self, text: str) -> set[str]:
@@ -158,7 +156,7 @@ class GeoBenchIndex:
             shared = [gram for gram in ngrams(toks, self.n) if gram in self.grams]
             matched.update(*(self.grams[gram] for gram in shared))
         anchors = self.anchors()
-        hits = self._anchor_tokens.intersection(toks)
+        hits = anchors.keys() & toks  # in C: each token looked up in the dictionary
         if hits:
             joined = f" {' '.join(toks)} "
             for tok in hits:
@@ -187,16 +185,14 @@ def _row_text(row: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def scan(texts: Iterable[str], index: GeoBenchIndex) -> tuple[list[int], dict[int, list[str]]]:
-    """Indices of the clean texts, and the matched GeoBench ids of each dropped one."""
-    keep, dropped = [], {}
-    for i, text in enumerate(texts):
+def scan(texts: Iterable[str], index: GeoBenchIndex, start: int = 0) -> dict[int, list[str]]:
+    """The matched GeoBench ids of each contaminated text, by its position (counted from ``start``)."""
+    dropped = {}
+    for i, text in enumerate(texts, start):
         matched = index.match(text)
         if matched:
             dropped[i] = sorted(matched)
-        else:
-            keep.append(i)
-    return keep, dropped
+    return dropped
 
 
 _ALIGNED = ("_system", "_prompt", "_response")
@@ -226,15 +222,8 @@ def _batch_texts(table: Any) -> list[str]:
 def _scan_rows(start: int, end: int, work: tuple[Dataset, GeoBenchIndex] | None = None) -> dict[int, list[str]]:
     dataset, index = work or _WORK
     columns = [c for c in _ALIGNED if c in dataset.column_names]
-    dropped, row = {}, start
     rows = dataset.select(range(start, end)).select_columns(columns).with_format("arrow")
-    for batch in rows.iter(batch_size=10_000):
-        for text in _batch_texts(batch):
-            matched = index.match(text)
-            if matched:
-                dropped[row] = sorted(matched)
-            row += 1
-    return dropped
+    return scan((text for batch in rows.iter(batch_size=10_000) for text in _batch_texts(batch)), index, start)
 
 
 def _set_work(dataset: Dataset, index: GeoBenchIndex) -> None:
@@ -355,9 +344,9 @@ def decontaminate_files(
             rows = json.loads(text)
             if not isinstance(rows, list):
                 raise ValueError(f"{path}: a .json file must hold a list of rows.")
-        keep, dropped = scan(map(_file_text, rows), index)
+        dropped = scan(map(_file_text, rows), index)
         out.mkdir(parents=True, exist_ok=True)
-        clean = [rows[i] for i in keep]
+        clean = [row for i, row in enumerate(rows) if i not in dropped]
         if path.suffix == ".jsonl":
             (out / path.name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in clean), "utf-8")
         else:
