@@ -9,7 +9,7 @@ tools offered through the template's tool formatting (``smollm2``: LLaMA-Factory
 - right number: after the observation, the model's answer holds the expected number (within 1%).
 
 Goal: at least 80% right tool with valid arguments after the LoRA. The LoRA is trained by ``llamafactory-cli
-train`` on the CPU (``--steps``); the results go to ``--out`` as JSON.
+train`` on the CPU (``--steps``); the results go to ``--work``/results.json.
 
     python benchmarks/bench_tools.py --model ~/.cache/geo-factory/smollm2-135m-instruct --steps 180
 """
