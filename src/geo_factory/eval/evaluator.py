@@ -37,7 +37,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from ..hparams import GeoBenchArguments
-from ..hparams.geobench_args import check_int
+from ..hparams.checks import check_int
 from . import general, k2
 from .data import detect_layout, resolve_task_dir
 from .prompts import Budget, check_n_shot, subset

@@ -1,6 +1,6 @@
 from dataclasses import dataclass, field
 
-from .geobench_args import _check_bool, _check_task_dir, check_int
+from .checks import check_bool, check_int, check_task_dir
 
 
 @dataclass
@@ -27,6 +27,6 @@ class DecontaminationArguments:
     )
 
     def __post_init__(self):
-        _check_bool("geobench_decontaminate", self.geobench_decontaminate)
+        check_bool("geobench_decontaminate", self.geobench_decontaminate)
         check_int("geobench_decontaminate_ngram", self.geobench_decontaminate_ngram, 1)
-        _check_task_dir("geobench_decontaminate_task_dir", self.geobench_decontaminate_task_dir)
+        check_task_dir("geobench_decontaminate_task_dir", self.geobench_decontaminate_task_dir)

@@ -2,13 +2,23 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal
 
 from ..eval.data import GeoBenchDataError
 from ..eval.general import check_layout
 from ..eval.k2 import SAMPLE_FILES, SAMPLE_KEYS, Samples, read_samples
 from ..eval.subjective import DEFAULT_CRITERIA
 from ..eval.tasks import OBJECTIVE_SUITE, check_task_names, families
+from .checks import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_str,
+    check_task_dir,
+    split,
+)
 
 
 EvalMode = Literal["likelihood", "generate"]
@@ -17,66 +27,9 @@ PromptStyle = Literal["default", "k2"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _split(value: str | None) -> list[str]:
-    return [item.strip() for item in str(value).split(",") if item.strip()] if value is not None else []
-
-
-class ConfigError(ValueError):
-    """A bad value of one key: ``key`` lets the command say where the value came from (yaml or command line)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def _check_choice(key: str, value: str, literal) -> None:
-    allowed = get_args(literal)
-    if value not in allowed:
-        raise ConfigError(key, f"`{key}: {value}` is not supported; allowed: {', '.join(allowed)}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_int(key: str, value: Any, low: int | None = None, optional: bool = False) -> None:
-    """An integer (``>= low``); YAML and the command line hand over ``5.0``, ``"5"`` or ``true`` unconverted."""
-    if optional and value is None:
-        return
-    if not _is_int(value) or (low is not None and value < low):
-        allowed = "an integer" if low is None else f"an integer >= {low}"
-        raise ConfigError(key, f"`{key}` must be {allowed}{' (or unset)' if optional else ''}, got {value!r}.")
-
-
-def _check_number(key: str, value: Any, above: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > above:
-        raise ConfigError(key, f"`{key}` must be a number > {above:g}, got {value!r}.")
-
-
-def _check_bool(key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"`{key}` must be true or false, got {value!r}.")
-
-
-def _check_str(key: str, value: Any, optional: bool = False) -> None:
-    if not (isinstance(value, str) or (optional and value is None)):
-        raise ConfigError(key, f"`{key}` must be a string, got {value!r}.")
-
-
-def _check_task_dir(key: str, value: str | None) -> None:
-    _check_str(key, value, optional=True)
-    if value is not None and not os.path.isdir(value):
-        raise ConfigError(
-            key,
-            f"`{key}: {value}` is not a folder. Point it to a GeoBench folder (K2 layout: geobench_npee.json, "
-            "geobench_apstudy.json; JiuZhou layout: objective_task_*.csv, subjective_task.xlsx), or leave it unset "
-            "for the hub dataset `daven3/geobench`.",
-        )
-
-
 def _check_general_dir(key: str, value: str | None, tasks: list[str]) -> None:
     """The general benchmarks' folder: required, and in LLaMA-Factory's layout for every task asked."""
-    _check_str(key, value, optional=True)
+    check_str(key, value, optional=True)
     if value is None:
         raise ConfigError(
             key,
@@ -152,9 +105,9 @@ class GeoBenchTrainArguments:
         check_int("geobench_eval_steps", self.geobench_eval_steps, 0)
         if not self.geobench_eval_steps:
             return
-        _check_str("geobench_tasks", self.geobench_tasks)
-        check_task_names(_split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
-        _check_task_dir("geobench_task_dir", self.geobench_task_dir)
+        check_str("geobench_tasks", self.geobench_tasks)
+        check_task_names(split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
+        check_task_dir("geobench_task_dir", self.geobench_task_dir)
         general_names = families(self.task_names)[1]
         if general_names:
             _check_general_dir("geobench_general_task_dir", self.geobench_general_task_dir, general_names)
@@ -163,11 +116,11 @@ class GeoBenchTrainArguments:
         check_int("geobench_max_samples", self.geobench_max_samples, 1, optional=True)
         check_int("geobench_batch_size", self.geobench_batch_size, 1)
         if self.geobench_lang is not None:
-            _check_choice("geobench_lang", self.geobench_lang, Lang)
+            check_choice("geobench_lang", self.geobench_lang, Lang)
 
     @property
     def task_names(self) -> list[str]:
-        return _split(self.geobench_tasks)
+        return split(self.geobench_tasks)
 
 
 @dataclass
@@ -279,37 +232,37 @@ class GeoBenchArguments:
             raise ConfigError(
                 "save_dir", "`save_dir` is required: the folder that receives results.json and predictions.jsonl."
             )
-        _check_str("save_dir", self.save_dir)
-        _check_str("task", self.task)
-        check_task_names(_split(self.task), key="task")
+        check_str("save_dir", self.save_dir)
+        check_str("task", self.task)
+        check_task_names(split(self.task), key="task")
         geobench_names, general_names = families(self.task_names)
         if general_names:
             _check_general_dir("task_dir", self.task_dir, general_names)
-            _check_task_dir("geobench_task_dir", self.geobench_task_dir)
+            check_task_dir("geobench_task_dir", self.geobench_task_dir)
         else:
-            _check_task_dir("task_dir", self.task_dir)
+            check_task_dir("task_dir", self.task_dir)
         if self.geobench_task_dir is not None and not (geobench_names and general_names):
             raise ConfigError(
                 "geobench_task_dir",
                 "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench and general benchmarks; here "
                 + ("`task_dir` is GeoBench's folder." if geobench_names else "no GeoBench task is asked."),
             )
-        _check_bool("overwrite_save_dir", self.overwrite_save_dir)
-        _check_choice("eval_mode", self.eval_mode, EvalMode)
-        _check_choice("lang", self.lang, Lang)
+        check_bool("overwrite_save_dir", self.overwrite_save_dir)
+        check_choice("eval_mode", self.eval_mode, EvalMode)
+        check_choice("lang", self.lang, Lang)
         check_int("n_shot", self.n_shot, 0)
         check_int("seed", self.seed)
         check_int("batch_size", self.batch_size, 1)
         self.k2_samples_files()
         check_int("judge_max_retries", self.judge_max_retries, 0)
         check_int("judge_max_tokens", self.judge_max_tokens, 1)
-        _check_number("judge_timeout", self.judge_timeout, 0)
+        check_number("judge_timeout", self.judge_timeout, 0)
         for key in ("judge_api_base", "judge_model"):
-            _check_str(key, getattr(self, key), optional=True)
-        _check_str("judge_api_key_env", self.judge_api_key_env)
-        _check_str("judge_criteria", self.judge_criteria)
+            check_str(key, getattr(self, key), optional=True)
+        check_str("judge_api_key_env", self.judge_api_key_env)
+        check_str("judge_criteria", self.judge_criteria)
         if isinstance(self.compare_with, str):
-            self.compare_with = _split(self.compare_with)
+            self.compare_with = split(self.compare_with)
         if self.compare_with is not None and not (
             isinstance(self.compare_with, list) and all(isinstance(path, str) for path in self.compare_with)
         ):
@@ -342,20 +295,20 @@ class GeoBenchArguments:
                 f"got a value of {len(self.judge_api_key_env)} characters.",
             )
 
-        if not _split(self.judge_criteria):
+        if not split(self.judge_criteria):
             raise ConfigError("judge_criteria", "`judge_criteria` must name at least one criterion.")
 
     @property
     def task_names(self) -> list[str]:
-        return _split(self.task)
+        return split(self.task)
 
     @property
     def criteria(self) -> list[str]:
-        return _split(self.judge_criteria)
+        return split(self.judge_criteria)
 
     def k2_samples_files(self) -> dict[str, Samples]:
         """K2's exemplar files by variant (``prompt_style: k2``), checked; none with the default style."""
-        _check_choice("prompt_style", self.prompt_style, PromptStyle)
+        check_choice("prompt_style", self.prompt_style, PromptStyle)
         given = {variant: getattr(self, key) for variant, key in SAMPLE_KEYS.items()}
         if self.prompt_style != "k2":
             for variant, path in given.items():
@@ -370,7 +323,7 @@ class GeoBenchArguments:
         samples = {}
         for variant, path in given.items():
             key = SAMPLE_KEYS[variant]
-            _check_str(key, path, optional=True)
+            check_str(key, path, optional=True)
             if path is None:
                 raise ConfigError(
                     key,
