@@ -206,6 +206,49 @@ def test_decontaminate_command_on_files(decon_work, cli_env, tmp_path) -> None:
     assert bad.returncode == 2 and "nope.csv" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_decontaminate_two_files_of_one_name_are_refused_before_writing(tmp_path, cli_env) -> None:
+    """Both would be written to OUTPUT/x.json, the second over the first's cleaned rows."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.json").write_text(json.dumps([{"instruction": folder, "output": "ok"}]))
+    twice = geo_factory(
+        "decontaminate", "a/x.json", "b/x.json", "--output", "c6", cwd=tmp_path, env=cli_env, check=False
+    )
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr, twice.stderr
+    assert twice.stderr.strip() == (
+        "geo-factory decontaminate: error: a/x.json and b/x.json would both be written to c6/x.json: give files "
+        "of different names, or run once per file with its own --output."
+    )
+    assert not (tmp_path / "c6").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x.json", "--ngram", "0"], "argument --ngram: must be an integer >= 1, got '0'"),
+        (["x.json", "--ngram", "-5"], "argument --ngram: must be an integer >= 1, got '-5'"),
+        (["nope.json"], "nope.json: no such file."),
+        (["nope.csv"], "nope.csv: expected a .json (list of rows) or .jsonl file."),
+        (["x.json", "rows.jsonl"], "rows.jsonl, line 2: not valid JSON (Expecting value: line 1 column 1 (char 0))."),
+        (["broken.json"], "broken.json: not valid JSON (Expecting ',' delimiter: line 1 column 9 (char 8))."),
+    ],
+)
+def test_decontaminate_refuses_bad_arguments_and_files_before_writing(
+    tmp_path, monkeypatch, capsys, args, message
+) -> None:
+    from geo_factory.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("x.json").write_text("[]")
+    Path("rows.jsonl").write_text('{"text": "fine"}\nnot json\n')
+    Path("broken.json").write_text("[{}, {} {}]")
+    with pytest.raises(SystemExit) as stop:
+        main(["decontaminate", *args, "--output", "out"])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not Path("out").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # build-corpus
 
@@ -310,6 +353,51 @@ def test_build_corpus_removes_exactly_the_planted_documents_and_resumes(tmp_path
     assert info == {"geo_clean": {"file_name": "corpus", "columns": {"prompt": "text"}}}
 
 
+def test_build_corpus_language_codes_are_checked_before_any_work(tmp_path) -> None:
+    from geo_factory.curation.corpus import CorpusConfig
+
+    with pytest.raises(ValueError, match=r"--languages xx: not a language the offline detector knows; .* fr, "):
+        CorpusConfig(inputs=["raw"], output=str(tmp_path / "out"), languages=("fr", "xx"))
+    with pytest.raises(ValueError, match="--languages is empty"):
+        CorpusConfig(inputs=["raw"], output=str(tmp_path / "out"), languages=())
+    CorpusConfig(inputs=["raw"], output=str(tmp_path / "out"), languages=(), steps_off=("language",))
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_corpus_keeps_no_document_and_resumes_only_the_same_build(tmp_path, cli_env) -> None:
+    """Filters that keep nothing give an empty corpus and a warning (datatrove's later stages found no files);
+    another build into the same folder is refused, naming the difference, until --overwrite."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "notes.txt").write_text("short line one\nshort line two\n")
+    args = ["build-corpus", "raw", "--output", "out", "--workers", "1", "--languages", "fr"]
+    empty = geo_factory(*args, cwd=tmp_path, env=cli_env)
+    assert "warning: the steps kept none of the 1 documents read; out/corpus is empty" in empty.stderr
+    assert list((tmp_path / "out" / "corpus").iterdir()) == []
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["docs_in"], report["docs_out"]) == (1, 0) and report["settings"]["languages"] == ["fr"]
+    assert report["steps"][-1]["step"] == "language" and report["steps"][-1]["reasons"] == {"language_en": 1}
+
+    (tmp_path / "raw" / "more.txt").write_text(GEO_DOCS[0])
+    other = geo_factory(*args[:-1], "en", cwd=tmp_path, env=cli_env, check=False)
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
+    assert (
+        "--output out holds a corpus built from other inputs or settings (languages was ['fr'], now ['en']; "
+        f"new inputs: {tmp_path / 'raw' / 'more.txt'}); a run resumes only the same build" in other.stderr
+    ), other.stderr
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report  # untouched
+
+    again = geo_factory(*args[:-1], "en", "--overwrite", cwd=tmp_path, env=cli_env)
+    assert "warning" not in again.stderr
+    kept = [json.loads(line)["text"] for path in (tmp_path / "out" / "corpus").glob("*.jsonl") for line in path.open()]
+    assert kept == [GEO_DOCS[0]]
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "dataset_info.json").write_text("{}")
+    foreign = geo_factory("build-corpus", "raw", "--output", "mine", cwd=tmp_path, env=cli_env, check=False)
+    assert foreign.returncode == 2 and "--output mine is not empty and holds no build-corpus record" in foreign.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["dataset_info.json"]
+
+
 def test_build_corpus_on_slurm_writes_dependent_array_jobs(tmp_path, cli_env) -> None:
     """No cluster here: a stand-in `sbatch` records what datatrove's SlurmPipelineExecutor submits."""
     _corpus_inputs(tmp_path / "raw")
@@ -353,26 +441,43 @@ def test_build_corpus_on_slurm_writes_dependent_array_jobs(tmp_path, cli_env) ->
 
 
 def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
+    """Each row in each language it has text in: English tables give English pairs only, a translation column or
+    a Chinese table gives Chinese ones (English is never pasted into the Chinese frame)."""
     (tmp_path / "facts.csv").write_text(
-        "entity,relation,value,source\nbasalt,silica content,45-52 wt%,USGS\ngranite,main minerals,"
-        "quartz and feldspar,\nbasalt,silica content,45-52 wt%,USGS\n"
+        "entity,relation,value,source,entity_zh,relation_zh\nbasalt,silica content,45-52 wt%,USGS,玄武岩,二氧化硅含量\n"
+        "granite,main minerals,quartz and feldspar,,,\nbasalt,silica content,45-52 wt%,USGS,玄武岩,二氧化硅含量\n"
+        "石英,莫氏硬度,7,,,\n"
     )
     (tmp_path / "terms.jsonl").write_text(
         json.dumps({"term": "tephra", "definition": "Fragments ejected by a volcano."})
+        + "\n"
+        + json.dumps({"term": "火山灰", "definition": "直径小于2毫米的火山碎屑。"}, ensure_ascii=False)
     )
     geo_factory("build-sft", "--facts", "facts.csv", "terms.jsonl", "--output", "geo_sft", cwd=tmp_path, env=cli_env)
     rows = json.loads((tmp_path / "geo_sft" / "geo_sft.json").read_text())
-    assert len(rows) == 6  # (2 facts + 1 term) x (en, zh); the repeated fact row removed
     assert rows[0] == {
         "instruction": "What is the silica content of basalt?",
         "input": "",
         "output": "The silica content of basalt is 45-52 wt%.",
         "source": "facts.csv:1 (USGS)",
     }
-    assert rows[1]["instruction"] == "basalt的silica content是什么？"
-    assert {r["source"] for r in rows} == {"facts.csv:1 (USGS)", "facts.csv:2", "terms.jsonl:1"}
+    assert [(r["instruction"], r["output"]) for r in rows[1:]] == [
+        ("玄武岩的二氧化硅含量是什么？", "玄武岩的二氧化硅含量是45-52 wt%。"),
+        ("What is the main minerals of granite?", "The main minerals of granite is quartz and feldspar."),
+        ("石英的莫氏硬度是什么？", "石英的莫氏硬度是7。"),
+        ("What does the geoscience term “tephra” mean?", "Fragments ejected by a volcano."),
+        ("请解释地学术语“火山灰”。", "直径小于2毫米的火山碎屑。"),
+    ]
+    assert {r["source"] for r in rows} == {
+        "facts.csv:1 (USGS)",
+        "facts.csv:2",
+        "facts.csv:4",
+        "terms.jsonl:1",
+        "terms.jsonl:2",
+    }
     summary = json.loads((tmp_path / "geo_sft" / "build_sft.json").read_text())
     assert summary["duplicates_removed"] == 2
+    assert summary["rows_without_text_in"] == {"en": 2, "zh": 2}
     info = json.loads((tmp_path / "geo_sft" / "dataset_info.json").read_text())
     assert info["geo_sft"]["file_name"] == "geo_sft.json"
 

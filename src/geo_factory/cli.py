@@ -83,12 +83,19 @@ def _build_corpus(args: argparse.Namespace) -> None:
         workers=args.workers,
         executor=args.executor,
         slurm=slurm,
+        overwrite=args.overwrite,
     )
     report = build_corpus(config)
     if report is None:
         print(f"submitted to Slurm; launch scripts and logs in {args.output}/work/logs/<stage>/")
         return
     print(format_report(report))
+    if report["docs_out"] == 0:
+        print(
+            f"geo-factory build-corpus: warning: the steps kept none of the {report['docs_in']} documents read; "
+            f"{args.output}/corpus is empty (report.json shows what each step removed).",
+            file=sys.stderr,
+        )
     print(f"corpus: {args.output}/corpus (dataset `{config.name}` in {args.output}/dataset_info.json), report.json")
 
 
@@ -156,6 +163,21 @@ def _export_lm_eval(args: argparse.Namespace) -> None:
     for name, counts in manifest["tasks"].items():
         print(f"{name}: {counts['questions']} questions, {counts['same_tokens_as_eval']} with the tokens eval scores")
     print(f"written to {args.output_dir} ({MANIFEST}); run: lm_eval --include_path {args.output_dir} --tasks {GROUP}")
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer ``>= low``, refused at parsing with the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -239,7 +261,8 @@ def _parser() -> argparse.ArgumentParser:
         help="Clean raw geoscience text into a pretraining corpus (datatrove: language, quality, dedup, PII).",
         description="Normalise, keep the asked languages (offline detector), Gopher/C4 quality rules tuned for "
         "geoscience text, exact and MinHash near-duplicate removal, e-mail and phone removal. Writes "
-        "OUTPUT/corpus/*.jsonl, OUTPUT/dataset_info.json and OUTPUT/report.json; re-running skips finished shards.",
+        "OUTPUT/corpus/*.jsonl, OUTPUT/dataset_info.json and OUTPUT/report.json; re-running the same build skips "
+        "finished shards.",
     )
     corpus.add_argument(
         "inputs", nargs="+", help="Folders, files or globs of .jsonl/.parquet/.txt, or registry names."
@@ -255,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         choices=["normalise", "language", "quality", "dedup", "pii"],
         help="Turn a step off (repeatable).",
+    )
+    corpus.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Start over: remove what an earlier run wrote in --output (work/, corpus/, dataset_info.json, "
+        "report.json). Without it, a run resumes only a build of the same inputs and settings.",
     )
     corpus.add_argument("--tokenizer", default=None, help="Count report tokens with this tokenizer (default: words).")
     corpus.add_argument("--tasks", type=int, default=2, help="Shards; the unit of resuming (default: %(default)s).")
@@ -293,7 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     decon.add_argument("files", nargs="+", help=".json (a list of rows) or .jsonl files; every string is checked.")
     decon.add_argument("--output", required=True, help="Folder for the clean files and geobench_decontamination.json.")
     decon.add_argument("--task-dir", default=None, help="GeoBench folder (default: the hub dataset daven3/geobench).")
-    decon.add_argument("--ngram", type=int, default=13, help="Shared tokens that count (default: %(default)s).")
+    decon.add_argument(
+        "--ngram", type=_int_at_least(1), default=13, help="Shared tokens that count (default: %(default)s)."
+    )
     decon.set_defaults(func=_decontaminate)
 
     tools = commands.add_parser("tools", help="List the geoscience tools a model can call, with their JSON schemas.")

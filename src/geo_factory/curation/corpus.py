@@ -41,6 +41,7 @@ class CorpusConfig:
     workers: int = -1
     executor: str = "local"
     slurm: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
 
     def __post_init__(self):
         unknown = [s for s in self.steps_off if s not in ("normalise", "language", "quality", "dedup", "pii")]
@@ -52,7 +53,30 @@ class CorpusConfig:
             raise ValueError(f"--executor {self.executor}: allowed: local, slurm.")
         if self.executor == "slurm" and not self.slurm.get("partition"):
             raise ValueError("--executor slurm needs --slurm-partition.")
+        if "language" not in self.steps_off:
+            from .steps import LanguageFilter
+
+            known = LanguageFilter.known_languages()
+            if not self.languages:
+                raise ValueError("--languages is empty: name the languages to keep, or --skip-step language.")
+            unknown = [code for code in self.languages if code not in known]
+            if unknown:
+                raise ValueError(
+                    f"--languages {','.join(unknown)}: not a language the offline detector knows; it knows "
+                    f"(ISO 639 codes): {', '.join(sorted(known))}."
+                )
         self.name = self.name or Path(self.output).name
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the corpus: a resumed run must have the same (workers, executor and name do not)."""
+        return {
+            "inputs": _input_files(self),
+            "languages": list(self.languages),
+            "min_doc_words": self.min_doc_words,
+            "steps_off": sorted(self.steps_off),
+            "tokenizer": self.tokenizer,
+            "tasks": self.tasks,
+        }
 
 
 def _split_input(spec: str) -> list[tuple[str, str, str]]:
@@ -93,26 +117,45 @@ def _registry_input(name: str, dataset_dir: str) -> tuple[str, str, str, str]:
     raise ValueError(f"`{name}`: only registry datasets with `file_name` or `hf_hub_url` can be read.")
 
 
+def _sources(config: CorpusConfig) -> list[tuple[str, str, str, str]]:
+    """``(reader kind, folder or hub id, glob or split, text key)`` of every input."""
+    from ..datasets import merged_registry
+
+    known, _ = merged_registry(config.dataset_dir)
+    sources = []
+    for spec in config.inputs:
+        if spec in known and not os.path.exists(spec):
+            sources.append(_registry_input(spec, config.dataset_dir))
+        else:
+            sources += [(*s, "text") for s in _split_input(spec)]
+    return sources
+
+
+def _input_files(config: CorpusConfig) -> list[dict[str, Any]]:
+    """Every input file with its size and modification time (a hub dataset: its id and split)."""
+    files = []
+    for kind, folder, pattern, text_key in _sources(config):
+        if kind == "hf":
+            files.append({"hub": folder, "split": pattern, "text_key": text_key})
+            continue
+        for path in sorted(glob.glob(os.path.join(folder, pattern), recursive=True)):
+            stat = os.stat(path)
+            files.append({"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return files
+
+
 def _readers(config: CorpusConfig) -> list:
     from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, ParquetReader
 
-    from ..datasets import merged_registry
     from .steps import TextFileReader
 
-    known, _ = merged_registry(config.dataset_dir)
     readers = []
-    for spec in config.inputs:
-        sources = (
-            [_registry_input(spec, config.dataset_dir)]
-            if spec in known and not os.path.exists(spec)
-            else [(*s, "text") for s in _split_input(spec)]
-        )
-        for kind, folder, pattern, text_key in sources:
-            if kind == "hf":
-                readers.append(HuggingFaceDatasetReader(folder, {"split": pattern}, text_key=text_key))
-            else:
-                cls = {"jsonl": JsonlReader, "parquet": ParquetReader, "txt": TextFileReader}[kind]
-                readers.append(cls(folder, glob_pattern=pattern, text_key=text_key))
+    for kind, folder, pattern, text_key in _sources(config):
+        if kind == "hf":
+            readers.append(HuggingFaceDatasetReader(folder, {"split": pattern}, text_key=text_key))
+        else:
+            cls = {"jsonl": JsonlReader, "parquet": ParquetReader, "txt": TextFileReader}[kind]
+            readers.append(cls(folder, glob_pattern=pattern, text_key=text_key))
     return readers
 
 
@@ -145,7 +188,6 @@ def build_stages(config: CorpusConfig) -> list[tuple[str, list, int]]:
         ExactFindDedups,
     )
     from datatrove.pipeline.dedup.minhash import MinhashConfig
-    from datatrove.pipeline.readers import JsonlReader
     from datatrove.utils.hashing import HashConfig
 
     from .steps import (
@@ -155,6 +197,7 @@ def build_stages(config: CorpusConfig) -> list[tuple[str, list, int]]:
         LanguageFilter,
         Normalizer,
         PIIRemover,
+        StageReader,
         TokenCounter,
     )
 
@@ -175,7 +218,7 @@ def build_stages(config: CorpusConfig) -> list[tuple[str, list, int]]:
     stages = [("filter", first, config.tasks)]
 
     def filtered():
-        return JsonlReader(str(work / "filtered"), glob_pattern="*.jsonl")
+        return StageReader(str(work / "filtered"), glob_pattern="*.jsonl")
 
     final: list = [filtered()]
     if "dedup" not in off:
@@ -241,22 +284,78 @@ def _executors(config: CorpusConfig, stages: list[tuple[str, list, int]]) -> lis
     return executors
 
 
+SETTINGS = "settings.json"  # in OUTPUT/work: what the corpus is built from, so that only the same run resumes
+OUTPUTS = ("work", "corpus", "dataset_info.json", "report.json")  # what --overwrite removes
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The settings and input files that differ, in words."""
+    parts = [
+        f"{key} was {old.get(key)!r}, now {new[key]!r}" for key in new if key != "inputs" and old.get(key) != new[key]
+    ]
+    before = {f.get("path") or f.get("hub"): f for f in old.get("inputs", [])}
+    now = {f.get("path") or f.get("hub"): f for f in new["inputs"]}
+    for what, names in (
+        ("new inputs", [p for p in now if p not in before]),
+        ("inputs no longer given", [p for p in before if p not in now]),
+        ("inputs changed since (size or time)", [p for p in now if p in before and now[p] != before[p]]),
+    ):
+        if names:
+            parts.append(f"{what}: {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}")
+    return "; ".join(parts)
+
+
+def _prepare_output(config: CorpusConfig) -> dict[str, Any]:
+    """Resume only what the same inputs and settings started; record them for the next run."""
+    import shutil
+
+    from ..extras import write_json_atomic
+
+    out, settings = Path(config.output), config.settings()
+    record = out / "work" / SETTINGS
+    if config.overwrite:
+        for name in OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif record.is_file():
+        previous = json.loads(record.read_text(encoding="utf-8"))
+        if previous != settings:
+            raise ValueError(
+                f"--output {out} holds a corpus built from other inputs or settings ({_difference(previous, settings)}); "
+                "a run resumes only the same build: choose another --output, or add --overwrite to start over."
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise ValueError(
+            f"--output {out} is not empty and holds no build-corpus record ({record}): choose an empty or new "
+            f"folder, or add --overwrite to replace {', '.join(OUTPUTS)} there."
+        )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, settings)
+    return settings
+
+
 def build_corpus(config: CorpusConfig) -> dict[str, Any] | None:
     """Run (or, with Slurm, submit) every stage; locally, write dataset_info.json and report.json and return it."""
     stages = build_stages(config)  # reads the inputs' file lists: bad inputs fail before any work
+    settings = _prepare_output(config)
     executors = _executors(config, stages)
     executors[-1].run()  # runs (or submits) its dependencies first
     if config.executor == "slurm":
         return None
-    return write_outputs(config)
+    return write_outputs(config, settings)
 
 
-def write_outputs(config: CorpusConfig) -> dict[str, Any]:
+def write_outputs(config: CorpusConfig, settings: dict[str, Any]) -> dict[str, Any]:
     from ..extras import write_json_atomic
 
     out = Path(config.output)
+    (out / "corpus").mkdir(exist_ok=True)  # empty when the filters kept no document: the writer made no file
     write_json_atomic(out / "dataset_info.json", {config.name: {"file_name": "corpus", "columns": {"prompt": "text"}}})
     report = make_report(out)
+    report["settings"] = settings
     write_json_atomic(out / "report.json", report)
     return report
 

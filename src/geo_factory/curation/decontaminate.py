@@ -97,19 +97,15 @@ class GeoBenchIndex:
 
     @classmethod
     def load(cls, task_dir: str | None, n: int, cache_dir: str | None = None) -> GeoBenchIndex:
-        from ..eval.data import detect_layout, resolve_task_dir
-        from ..eval.tasks import OBJECTIVE_SUITE, SUBJECTIVE_SUITE, expand
+        from ..eval.families.geobench import load_all, resolve_task_dir
 
         start = time.perf_counter()
         folder = resolve_task_dir(task_dir, cache_dir=cache_dir)
-        layout = detect_layout(folder)
         index = cls(n=n, source=str(folder))
-        for task in expand([OBJECTIVE_SUITE, SUBJECTIVE_SUITE], layout, folder):
-            if task.file_in(layout) is None or not (folder / task.file_in(layout)).is_file():
-                continue
-            for question in task.load(folder, layout):
+        for name, questions in load_all(str(folder)).items():
+            for question in questions:
                 options = [text for _, text in getattr(question, "options", ()) if text]
-                index.add(f"{task.name}:{question.id}", _item_fields(question), getattr(question, "stem", ""), options)
+                index.add(f"{name}:{question.id}", _item_fields(question), getattr(question, "stem", ""), options)
         index.seconds = time.perf_counter() - start
         return index
 
@@ -169,11 +165,27 @@ class GeoBenchIndex:
 _INDEXES: dict[tuple[str | None, int], GeoBenchIndex] = {}
 
 
-def get_index(task_dir: str | None, n: int, cache_dir: str | None = None) -> GeoBenchIndex:
-    """One index per process and setting: parsing builds it (and so checks GeoBench is there), loading reuses it."""
+def get_index(task_dir: str | None, n: int, cache_dir: str | None = None, keys: tuple[str, ...] = ()) -> GeoBenchIndex:
+    """One index per process and setting: parsing builds it (and so checks GeoBench is there), loading reuses it.
+
+    ``keys``: the caller's settings that give ``task_dir``; with all of them unset, GeoBench comes from the hub, and
+    when it cannot, the error names them.
+    """
     key = (task_dir, n)
     if key not in _INDEXES:
-        _INDEXES[key] = GeoBenchIndex.load(task_dir, n, cache_dir=cache_dir)
+        try:
+            _INDEXES[key] = GeoBenchIndex.load(task_dir, n, cache_dir=cache_dir)
+        except ValueError as err:
+            if task_dir is not None or not keys:
+                raise
+            from ..hparams.checks import ConfigError
+
+            named = " or ".join(f"`{name}`" for name in keys)
+            raise ConfigError(
+                keys[0],
+                f"Set {named} to a local GeoBench folder: none is set, and GeoBench could not be read from the hub: "
+                f"{err}",
+            ) from None
     return _INDEXES[key]
 
 
@@ -324,28 +336,37 @@ def _file_text(row: Any) -> str:
 def decontaminate_files(
     inputs: list[str], output_dir: str, task_dir: str | None, n: int, cache_dir: str | None = None
 ) -> list[dict[str, Any]]:
-    """Each .json (a list of rows) or .jsonl file, every string of a row checked, written clean to ``output_dir``."""
+    """Each .json (a list of rows) or .jsonl file, every string of a row checked, written clean to ``output_dir``.
+
+    Every file is read before anything is written, so a bad file, or two files that would be written to the same
+    name, stop the command with the output folder untouched.
+    """
     import json
 
     from ..extras import write_json_atomic
+    from .rows import read_rows
 
     paths = [Path(p) for p in inputs]
     for path in paths:
-        if path.suffix not in (".json", ".jsonl") or not path.is_file():
+        if path.suffix not in (".json", ".jsonl"):
             raise ValueError(f"{path}: expected a .json (list of rows) or .jsonl file.")
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file.")
     out = Path(output_dir)
+    written: dict[str, Path] = {}
+    for path in paths:
+        if path.name in written:
+            raise ValueError(
+                f"{written[path.name]} and {path} would both be written to {out / path.name}: give files of "
+                "different names, or run once per file with its own --output."
+            )
+        written[path.name] = path
+    contents = [(path, read_rows(path)) for path in paths]
     index = get_index(task_dir, n, cache_dir=cache_dir)
     reports = []
-    for path in paths:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            rows = json.loads(text)
-            if not isinstance(rows, list):
-                raise ValueError(f"{path}: a .json file must hold a list of rows.")
+    out.mkdir(parents=True, exist_ok=True)
+    for path, rows in contents:
         dropped = scan(map(_file_text, rows), index)
-        out.mkdir(parents=True, exist_ok=True)
         clean = [row for i, row in enumerate(rows) if i not in dropped]
         if path.suffix == ".jsonl":
             (out / path.name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in clean), "utf-8")

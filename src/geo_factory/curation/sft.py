@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..extras import write_json_atomic
+from .rows import read_rows
 
 
 TEMPLATES = {
@@ -47,37 +48,75 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         with open(path, encoding="utf-8", newline="") as f:
             return list(csv.DictReader(f))
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_rows(path)
     raise ValueError(f"{path}: fact tables are .csv or .jsonl files.")
 
 
-def pairs_from_facts(paths: list[str], languages: tuple[str, ...]) -> list[dict[str, str]]:
-    """Entity–relation–value rows or term–definition rows (glossaries), through the en/zh templates."""
-    pairs = []
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def _written_in(text: str, lang: str) -> bool:
+    """Chinese: holds Chinese characters; English: holds Latin letters and no Chinese characters."""
+    if lang == "zh":
+        return bool(_CJK.search(text))
+    return bool(_LATIN.search(text)) and not _CJK.search(text)
+
+
+def _row_kind(keys: dict[str, str]) -> str | None:
+    """``fact`` or ``term``: the row has each column of the kind, plain or as a translation (``entity_zh``)."""
+    for kind, columns in (("fact", FACT_COLUMNS), ("term", TERM_COLUMNS)):
+        if all(any(k == c or k.startswith(f"{c}_") for k, v in keys.items() if v) for c in columns):
+            return kind
+    return None
+
+
+def _in_language(keys: dict[str, str], kind: str, lang: str) -> dict[str, str] | None:
+    """The row's texts in ``lang``: its ``<column>_<lang>`` translations, else the columns written in ``lang``;
+    None when the row has no text in that language (English is never pasted into the Chinese frame, nor the
+    reverse). A fact's value (a number, formula or unit) is used as written, unless it holds Chinese in English."""
+    texts = {}
+    for column in FACT_COLUMNS if kind == "fact" else TERM_COLUMNS:
+        text = keys.get(f"{column}_{lang}") or keys.get(column, "")
+        fits = bool(keys.get(f"{column}_{lang}")) or _written_in(text, lang)
+        if column == "value":
+            fits = bool(text) and (lang == "zh" or not _CJK.search(text) or bool(keys.get(f"value_{lang}")))
+        if not fits:
+            return None
+        texts[column] = text
+    return texts
+
+
+def pairs_from_facts(paths: list[str], languages: tuple[str, ...]) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Entity–relation–value rows or term–definition rows (glossaries), through the en/zh templates: each row in
+    each language it has text in. Also the count of rows left out of each language for want of text in it."""
+    pairs, missing = [], dict.fromkeys(languages, 0)
     for name in paths:
         path = Path(name)
         for i, row in enumerate(_read_rows(path), start=1):
             keys = {k.strip().lower(): str(v).strip() for k, v in row.items() if k and v is not None}
-            if all(keys.get(c) for c in FACT_COLUMNS):
-                kind = "fact"
-            elif all(keys.get(c) for c in TERM_COLUMNS):
-                kind = "term"
-            else:
+            kind = _row_kind(keys)
+            if kind is None:
                 raise ValueError(
                     f"{path}, row {i}: needs non-empty columns {', '.join(FACT_COLUMNS)} (facts) or "
-                    f"{', '.join(TERM_COLUMNS)} (glossary); has {', '.join(keys) or 'none'}."
+                    f"{', '.join(TERM_COLUMNS)} (glossary), or their translations such as entity_zh; has "
+                    f"{', '.join(keys) or 'none'}."
                 )
             for lang in languages:
+                texts = _in_language(keys, kind, lang)
+                if texts is None:
+                    missing[lang] += 1
+                    continue
                 question, answer = TEMPLATES[kind][lang]
                 pairs.append(
                     {
-                        "instruction": question.format(**keys),
+                        "instruction": question.format(**texts),
                         "input": "",
-                        "output": answer.format(**keys),
+                        "output": answer.format(**texts),
                         "source": f"{path.name}:{i}" + (f" ({keys['source']})" if keys.get("source") else ""),
                     }
                 )
-    return pairs
+    return pairs, missing
 
 
 def dedup(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -96,7 +135,7 @@ def passages(paths: list[str], max_chars: int = 2000) -> list[tuple[str, str]]:
     for name in paths:
         path = Path(name)
         if path.suffix == ".jsonl":
-            docs = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            docs = [row["text"] for row in read_rows(path)]
         elif path.suffix == ".txt":
             docs = [path.read_text(encoding="utf-8")]
         else:
@@ -233,8 +272,10 @@ def build_sft(
     out.mkdir(parents=True, exist_ok=True)
     name = name or out.name
     summary: dict[str, Any] = {}
-    pairs = pairs_from_facts(facts, languages)
+    pairs, missing = pairs_from_facts(facts, languages)
     summary["from_facts"] = len(pairs)
+    if facts:
+        summary["rows_without_text_in"] = missing  # no pair in that language: the row is not written in it
     if docs:
         result = pairs_from_teacher(docs, teacher, out / "teacher_state.jsonl", max_requests, max_retries)
         pairs += result.pop("pairs")

@@ -14,6 +14,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
@@ -153,6 +154,13 @@ class LanguageFilter(BaseFilter):
 
         return _load_identifier(norm_probs=True)
 
+    @staticmethod
+    def known_languages() -> set[str]:
+        """The codes the detector can return: a code outside them would silently drop every document."""
+        from py3langid.langid import _load_identifier
+
+        return set(_load_identifier().nb_classes)
+
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         language, score = self._identifier.classify(doc.text)
         doc.metadata["language"], doc.metadata["language_score"] = language, round(float(score), 4)
@@ -206,3 +214,14 @@ class GeoC4Filter(C4QualityFilter):
         if doc.metadata.get("language", "en") != "en":
             return True
         return super().filter(doc)
+
+
+class StageReader(JsonlReader):
+    """Reads a folder an earlier stage wrote; one left empty because the filters kept no document is an empty
+    stage (datatrove's readers stop with "No files found" on it)."""
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        if self.data_folder.list_files(recursive=self.recursive, glob_pattern=self.glob_pattern):
+            yield from super().run(None, rank, world_size)
