@@ -103,6 +103,46 @@ def test_corpus_search_cites_document_ids() -> None:
         call_tool("corpus_search", {"query": "x", "dataset": "alpaca_en_demo"})
 
 
+def test_non_finite_numbers_are_bad_arguments_and_results_are_json() -> None:
+    """NaN passes every schema bound (it compares false) and 1e400 parses as infinity."""
+    for name, arguments, where in [
+        ("earthquake_energy", '{"magnitude": NaN}', "magnitude"),
+        ("earthquake_energy", '{"moment_nm": Infinity}', "moment_nm"),
+        ("geodesic", '{"lat1": 0, "lon1": -Infinity, "lat2": 0, "lon2": 0}', "lon1"),
+        ("lithostatic", '{"depth_m": 1e400, "density_kg_m3": 2700}', "depth_m"),
+        (
+            "lithostatic",
+            {"depth_m": 1, "layers": [{"thickness_m": 2, "density_kg_m3": float("nan")}]},
+            "layers/0/density_kg_m3",
+        ),
+    ]:
+        error = json.loads(observation(name, arguments))["error"]
+        assert error == f"{name}: invalid arguments at `{where}`: NaN or infinite; give a finite number.", error
+    # the moment and energy are bounded like the magnitude (Mw -3 to 11), so Mw never leaves its range
+    assert "greater than the maximum" in json.loads(observation("earthquake_energy", {"moment_nm": 1e300}))["error"]
+    top = call_tool(
+        "earthquake_energy", {"energy_j": TOOLS["earthquake_energy"].parameters["properties"]["energy_j"]["maximum"]}
+    )
+    assert top["moment_magnitude"] == pytest.approx(11)
+    huge = {"depth_m": 1e300, "layers": [{"thickness_m": 1e308, "density_kg_m3": 1e308}]}
+    assert json.loads(observation("lithostatic", huge)) == {
+        "error": "lithostatic: the result is not a finite number for these arguments."
+    }
+
+
+def test_unit_convert_offsets_and_unreadable_units() -> None:
+    def convert(value, src, dst):
+        return call_tool("unit_convert", {"value": value, "from_unit": src, "to_unit": dst})["value"]
+
+    assert convert(32, "degF", "degC") == 0.0  # not 5.684e-14
+    assert convert(273.15, "K", "degC") == 0.0 and convert(-40, "degF", "degC") == -40.0
+    assert convert(1e-20, "m", "km") == 1e-23  # tiny values of plain units keep their digits
+    with pytest.raises(ToolError, match=r"`from_unit` `m/`: not a unit expression; use names like MPa"):
+        convert(1, "m/", "km")
+    with pytest.raises(ToolError, match=r"`to_unit` `blah`: 'blah' is not defined in the unit registry"):
+        convert(1, "m", "blah")
+
+
 def test_bad_calls_become_errors_with_the_schema_message() -> None:
     assert json.loads(observation("geodesic", {"lat1": 100, "lon1": 0, "lat2": 0, "lon2": 0})) == {
         "error": "geodesic: invalid arguments at `lat1`: 100 is greater than the maximum of 90"
@@ -154,6 +194,21 @@ def test_geo_factory_tool_command(cli_env: dict[str, str]) -> None:
     ]
     listing = subprocess.run([GEO_FACTORY, "tools", "--compact"], env=cli_env, capture_output=True, text=True)
     assert [json.loads(line)["name"] for line in listing.stdout.splitlines()] == list(TOOLS)
+    for args, message in [
+        (["earthquake_energy", '{"magnitude": NaN}'], "invalid arguments at `magnitude`: NaN or infinite"),
+        (["geodesic", "{}", "--timeout", "-5"], "argument --timeout: must be a number of seconds > 0, got '-5'"),
+    ]:
+        refused = subprocess.run([GEO_FACTORY, "tool", *args], env=cli_env, capture_output=True, text=True)
+        assert refused.returncode == 2 and refused.stdout == "" and message in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("command", ["tools", "datasets"])
+def test_listing_into_a_closed_pipe_is_not_an_error(command: str, cli_env: dict[str, str]) -> None:
+    """`geo-factory tools | head -1`: the reader has gone before the listing is written."""
+    proc = subprocess.Popen([GEO_FACTORY, command], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
 
 
 # ---------------------------------------------------------------------------------------------

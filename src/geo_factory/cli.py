@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -180,6 +182,17 @@ def _int_at_least(low: int):
     return parse
 
 
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geo-factory", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -338,7 +351,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     tool.add_argument("name", help="The tool's name.")
     tool.add_argument("arguments", nargs="?", default="{}", help="Its arguments: one JSON object (default: {}).")
-    tool.add_argument("--timeout", type=float, default=10.0, help="Time limit in seconds (default: %(default)s).")
+    tool.add_argument(
+        "--timeout", type=_positive_seconds, default=10.0, help="Time limit in seconds (default: %(default)s)."
+    )
     tool.set_defaults(func=_tool)
 
     lm_eval = commands.add_parser(
@@ -365,5 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader that has gone (`| head -1`) is caught below
+    except BrokenPipeError:  # the reader stopped reading (`geo-factory tools | head -1`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is silent
     except (ValueError, OSError) as err:  # the user's to fix (configuration, files, network): no traceback
         parser.exit(2, f"geo-factory {args.command}: error: {err}\n")

@@ -14,6 +14,14 @@ ENERGY_PER_MOMENT = 5e-5  # Es / M0, Kanamori (1977)
 TNT_TON_J = 4.184e9
 
 
+MIN_MW, MAX_MW = -3, 11  # the magnitudes the tool answers for: moment and energy are bounded to match
+
+
+def _moment(magnitude: float) -> float:
+    """Seismic moment (N·m) of a moment magnitude: M0 = 10^(1.5 Mw + 9.1)."""
+    return 10 ** (1.5 * magnitude + 9.1)
+
+
 def earthquake_energy(
     magnitude: float | None = None, moment_nm: float | None = None, energy_j: float | None = None
 ) -> dict[str, Any]:
@@ -21,7 +29,7 @@ def earthquake_energy(
     if len(given) != 1:
         raise ValueError("give exactly one of `magnitude` (Mw), `moment_nm` (N·m) or `energy_j` (J).")
     if magnitude is not None:
-        moment_nm = 10 ** (1.5 * magnitude + 9.1)
+        moment_nm = _moment(magnitude)
     elif energy_j is not None:
         moment_nm = energy_j / ENERGY_PER_MOMENT
     magnitude = 2 / 3 * (math.log10(moment_nm) - 9.1)
@@ -85,21 +93,38 @@ def _units() -> Any:
     return registry
 
 
+def _parse_unit(key: str, text: str) -> Any:
+    import pint
+
+    try:
+        return _units().parse_units(text)
+    except pint.UndefinedUnitError as err:
+        reason = str(err)
+    except Exception:  # pint's own parser (no eval) raises several kinds, often with no message, on bad syntax
+        reason = "not a unit expression"
+    raise ValueError(f"`{key}` `{text}`: {reason}; use names like MPa, kbar, km, ft, degC, g/cm^3, mW/m^2, Ma.")
+
+
+def _significant(value: float, scale: float, digits: int = 10) -> float:
+    """``value`` to ``digits`` significant digits of ``scale``: an offset conversion (32 degF to degC) computes
+    a small result as the difference of large terms, whose rounding error (5.7e-14) is noise, not a digit."""
+    if value == 0 or not scale:
+        return 0.0
+    return float(f"{round(value, digits - 1 - math.floor(math.log10(scale))) + 0.0:.{digits}g}")
+
+
 def unit_convert(value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
     import pint
 
     units = _units()
+    source, target = _parse_unit("from_unit", from_unit), _parse_unit("to_unit", to_unit)
     try:
-        quantity = units.Quantity(value, units.parse_units(from_unit))
-        converted = quantity.to(units.parse_units(to_unit))
+        converted = units.Quantity(value, source).to(target).magnitude
+        offset = units.Quantity(0, source).to(target).magnitude  # nonzero for temperatures only
     except pint.DimensionalityError as err:
         raise ValueError(f"cannot convert {from_unit} to {to_unit}: {err}") from None
-    except Exception as err:  # pint's own parser (no eval) raises several kinds on text it cannot read
-        raise ValueError(
-            f"unknown unit ({err}); use names like MPa, kbar, km, ft, degC, g/cm^3, mW/m^2, Ma."
-        ) from None
     return {
-        "value": float(f"{converted.magnitude:.10g}"),
+        "value": _significant(converted, max(abs(converted), abs(offset))),
         "unit": to_unit,
         "from": f"{value:g} {from_unit}",
         "library": f"pint {pint.__version__}",
@@ -111,13 +136,28 @@ register(
     Tool(
         name="earthquake_energy",
         description="Convert between moment magnitude Mw, seismic moment M0 (N·m) and radiated energy Es (J); "
-        "give exactly one.",
+        "give exactly one (Mw -3 to 11, or the moment or energy of that range).",
         parameters={
             "type": "object",
             "properties": {
-                "magnitude": {"type": "number", "minimum": -3, "maximum": 11, "description": "Moment magnitude Mw"},
-                "moment_nm": {"type": "number", "exclusiveMinimum": 0, "description": "Seismic moment in N·m"},
-                "energy_j": {"type": "number", "exclusiveMinimum": 0, "description": "Radiated energy in J"},
+                "magnitude": {
+                    "type": "number",
+                    "minimum": MIN_MW,
+                    "maximum": MAX_MW,
+                    "description": "Moment magnitude Mw",
+                },
+                "moment_nm": {
+                    "type": "number",
+                    "minimum": _moment(MIN_MW),
+                    "maximum": _moment(MAX_MW),
+                    "description": "Seismic moment in N·m",
+                },
+                "energy_j": {
+                    "type": "number",
+                    "minimum": ENERGY_PER_MOMENT * _moment(MIN_MW),
+                    "maximum": ENERGY_PER_MOMENT * _moment(MAX_MW),
+                    "description": "Radiated energy in J",
+                },
             },
             "additionalProperties": False,
         },

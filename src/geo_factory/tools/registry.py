@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,19 @@ def tool_schemas(names: list[str] | None = None) -> list[dict[str, Any]]:
     return [TOOLS[name].schema() for name in (names or list(TOOLS))]
 
 
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The path of the first NaN or infinity in ``value`` (JSON numbers past the float range parse as infinity),
+    or None: the schema's bounds cannot refuse them (NaN compares false with every bound)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(the arguments)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}/{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def validate(name: str, arguments: str | dict[str, Any]) -> dict[str, Any]:
     """The arguments as a dict, checked against the tool's schema; ToolError with the schema's message if not."""
     from jsonschema import Draft202012Validator
@@ -79,6 +93,9 @@ def validate(name: str, arguments: str | dict[str, Any]) -> dict[str, Any]:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as err:
             raise ToolError(f"{name}: the arguments are not valid JSON ({err}).") from None
+    where = _non_finite(arguments)
+    if where is not None:
+        raise ToolError(f"{name}: invalid arguments at `{where}`: NaN or infinite; give a finite number.")
     error = best_match(Draft202012Validator(TOOLS[name].parameters).iter_errors(arguments))
     if error is not None:
         where = "/".join(map(str, error.absolute_path))
@@ -106,7 +123,11 @@ def call_tool(name: str, arguments: str | dict[str, Any], timeout: float = DEFAU
     result = outcome[0]
     if isinstance(result, Exception):
         raise ToolError(f"{name}: {result}") from None
-    if len(json.dumps(result, ensure_ascii=False)) > MAX_RESULT_CHARS:
+    try:
+        text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ToolError(f"{name}: the result is not a finite number for these arguments.") from None
+    if len(text) > MAX_RESULT_CHARS:
         raise ToolError(f"{name}: the result is over {MAX_RESULT_CHARS} characters; ask for less.")
     return result
 
