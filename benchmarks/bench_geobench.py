@@ -56,14 +56,14 @@ def load_model(args: argparse.Namespace, workdir: Path):
     return model.eval(), tokenizer, template, model_dir
 
 
-def encode_suite(scorer, folder: Path, layout: str, args: argparse.Namespace):
+def encode_suite(scorer, folder: Path, args: argparse.Namespace):
     """The prompt of every question, as the eval command builds it."""
+    from geo_factory.eval.families.geobench import load_all
     from geo_factory.eval.prompts import ExemplarSampler, answer_text, choice_messages, subset
-    from geo_factory.eval.tasks import TASKS as REGISTRY
 
-    items = []
+    items, questions = [], load_all(str(folder))
     for name in TASKS:
-        task_questions = REGISTRY[name].load(folder, layout)
+        task_questions = questions[name]
         sampler = ExemplarSampler(task_questions, args.n_shot, args.seed)
         for question in subset(task_questions, args.max_questions, args.seed):  # the eval's max_samples draw
             shots = sampler.exemplars(question)
@@ -125,7 +125,6 @@ def main() -> None:
 
     import torch
 
-    from geo_factory.eval.data import detect_layout
     from geo_factory.eval.scoring import LikelihoodScorer
 
     torch.set_num_threads(args.threads)
@@ -134,7 +133,7 @@ def main() -> None:
         model, tokenizer, template, model_dir = load_model(args, Path(workdir))
         scorer = LikelihoodScorer(model, tokenizer, template, args.batch_size)
         start = time.perf_counter()
-        items = encode_suite(scorer, folder, detect_layout(folder), args)
+        items = encode_suite(scorer, folder, args)
         encode_s = time.perf_counter() - start
         with_reference = args.shape == "model" or args.reference
 

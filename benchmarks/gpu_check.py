@@ -82,10 +82,9 @@ def vllm_generate(smol: Path, folder: Path, questions: int, max_new_tokens: int)
         return {"skipped": "vllm is not importable here (pip install 'geo-factory[vllm]')"}
     from llamafactory.chat import ChatModel
 
-    from geo_factory.eval.data import detect_layout
+    from geo_factory.eval.families.geobench import load_all
     from geo_factory.eval.prompts import subset
     from geo_factory.eval.scoring import PromptEncoder, chat_prompts, generate
-    from geo_factory.eval.tasks import TASKS
 
     start = time.perf_counter()
     chat_model = ChatModel(
@@ -100,9 +99,9 @@ def vllm_generate(smol: Path, folder: Path, questions: int, max_new_tokens: int)
     )
     engine_s = time.perf_counter() - start
     encoder = PromptEncoder(chat_model.engine.tokenizer, chat_model.engine.template)
-    layout, conversations = detect_layout(folder), []
+    published, conversations = load_all(str(folder)), []
     for name in ("geobench_npee", "geobench_apstudy"):
-        task_questions = TASKS[name].load(folder, layout)
+        task_questions = published[name]
         todo = subset(task_questions, questions, 42)
         conversations += [c.messages for c in chat_prompts(encoder, task_questions, todo, 5, 42, "en", None)]
     generate(chat_model, conversations[:8], 8)  # warm-up

@@ -274,7 +274,7 @@ MALFORMED = [
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"task": "mmlu_tst"}, "Unknown GeoBench task `mmlu_tst` in `task`. Did you mean: mmlu_test"),
+        ({"task": "mmlu_tst"}, "Unknown evaluation task `mmlu_tst` in `task`. Did you mean: mmlu_test"),
         ({"task": "mmlu_test", "task_dir": None}, "`task_dir` is required for mmlu_test"),
         ({"task": "cmmlu_test", "task_dir": "ONLY_MMLU"}, "has no cmmlu/cmmlu.zip, which `cmmlu_test` reads"),
         (
@@ -289,7 +289,7 @@ MALFORMED = [
     ],
 )
 def test_mistakes_fail_before_any_work(tmp_path, config: dict, message: str) -> None:
-    from geo_factory.eval.evaluator import GeoBenchEvaluator
+    from geo_factory.eval.evaluator import Evaluator
 
     folder = write_benchmarks(tmp_path / "data", n_test=4)
     if config.get("task_dir") == "ONLY_MMLU":
@@ -304,7 +304,7 @@ def test_mistakes_fail_before_any_work(tmp_path, config: dict, message: str) -> 
         "save_dir": str(tmp_path / "out"),
     }
     with pytest.raises(ValueError) as err:
-        GeoBenchEvaluator({**base, **config})
+        Evaluator({**base, **config})
     assert message in str(err.value)
     assert not (tmp_path / "out").exists()
 

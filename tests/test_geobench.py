@@ -284,10 +284,10 @@ def test_answer_extraction(reply: str, tf: bool, expected: str | None) -> None:
 
 def test_exemplars_are_seeded_exclude_the_question_and_share_a_prefix() -> None:
     from geo_factory.eval.data import ChoiceQuestion
+    from geo_factory.eval.families.geobench import load_all
     from geo_factory.eval.prompts import ExemplarSampler
-    from geo_factory.eval.tasks import TASKS
 
-    questions = TASKS["geobench_apstudy"].load(FIXTURES / "k2", "k2")
+    questions = load_all(str(FIXTURES / "k2"))["geobench_apstudy"]
     duplicate = ChoiceQuestion("geobench_apstudy", len(questions), questions[3].stem, questions[3].options, "A")
     questions = [*questions, duplicate]
     draws = {q.id: ExemplarSampler(questions, 3, 42).exemplars(q) for q in questions}
@@ -416,7 +416,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     ("config", "message"),
     [
         ({"tsk": "geobench"}, "unknown key `tsk`. Did you mean: task"),
-        ({"task": "geobench_npe"}, "Unknown GeoBench task `geobench_npe` in `task`. Did you mean: geobench_npee"),
+        ({"task": "geobench_npe"}, "Unknown evaluation task `geobench_npe` in `task`. Did you mean: geobench_npee"),
         ({"save_dir": None}, "`save_dir` is required"),
         ({"eval_mode": "likelyhood"}, "allowed: likelihood, generate"),
         ({"lang": "fr"}, "`lang: fr` is not supported; allowed: en, zh"),
@@ -441,7 +441,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     ],
 )
 def test_bad_configuration_fails_before_any_work(tmp_path, config: dict, message: str) -> None:
-    from geo_factory.eval.evaluator import GeoBenchEvaluator
+    from geo_factory.eval.evaluator import Evaluator
 
     if config.get("task_dir") == "JIUZHOU_WITH_XLSX":
         config["task_dir"] = str(_with_xlsx(shutil.copytree(FIXTURES / "jiuzhou", tmp_path / "data"), OPEN_QUESTIONS))
@@ -451,7 +451,7 @@ def test_bad_configuration_fails_before_any_work(tmp_path, config: dict, message
         "save_dir": str(tmp_path / "out"),
     }
     with pytest.raises(ValueError) as err:
-        GeoBenchEvaluator({**base, **config})
+        Evaluator({**base, **config})
     assert message in str(err.value)
     assert "sk-live-0123" not in str(err.value)
     assert not (tmp_path / "out").exists()
@@ -481,7 +481,8 @@ def test_malformed_row_stops_the_command_with_file_and_row(tmp_path, tiny_model,
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model, cli_env) -> Path:
     """SFT of the tiny model on judge-format replies, with GeoBench every 10 steps."""
-    from geo_factory.eval.subjective import DEFAULT_CRITERIA, judge_messages
+    from geo_factory.eval.subjective import judge_messages
+    from geo_factory.hparams.geobench_args import DEFAULT_CRITERIA
 
     work = tmp_path_factory.mktemp("geobench_train")
     (work / "data").mkdir()

@@ -56,8 +56,8 @@ def _published(task: str, qid: int) -> tuple[str, list[tuple[str, str]]]:
 @needs_k2
 def test_exemplar_files_layout_is_what_a_question_gets(tmp_path) -> None:
     """Each exemplar of K2's own files, asked as a question, gets exactly the file's text up to its answer."""
-    from geo_factory.eval import k2
-    from geo_factory.eval.tasks import TASKS
+    from geo_factory.eval.families import k2
+    from geo_factory.eval.families.geobench import load_all
 
     for samples, variant in ((SAMPLES, "woa"), (SAMPLES_WA, "wa")):
         text = samples.read_text(encoding="utf-8")
@@ -71,7 +71,7 @@ def test_exemplar_files_layout_is_what_a_question_gets(tmp_path) -> None:
         folder = tmp_path / variant
         folder.mkdir()
         (folder / "geobench_apstudy.json").write_text(json.dumps(items))
-        questions = TASKS["geobench_apstudy"].load(folder, "k2")
+        questions = load_all(str(folder))["geobench_apstudy"]
         loaded = k2.read_samples(k2.SAMPLE_KEYS[variant], str(samples), variant)
         assert loaded.count == 4
         for question, exemplar in zip(questions, exemplars):
@@ -136,10 +136,17 @@ def test_k2_style_scores_both_variants_with_k2s_prompts(tmp_path, tiny_model, cl
         ({"prompt_style": "k3"}, "`prompt_style: k3` is not supported; allowed: default, k2"),
         ({"prompt_style": "default"}, "`k2_samples` is read with `prompt_style: k2` only"),
         ({"eval_mode": "generate"}, "`prompt_style: k2` scores option likelihoods"),
+        # what K2's protocol would ignore is refused, not run otherwise than asked
+        ({"n_shot": 2}, "`n_shot` does not apply with `prompt_style: k2`"),
+        ({"lang": "zh"}, "`lang` does not apply with `prompt_style: k2`"),
+        (
+            {"task": "geobench,mmlu_test"},
+            "`prompt_style: k2` is K2's protocol for GeoBench's objective tasks; mmlu_test would not run it",
+        ),
     ],
 )
 def test_bad_k2_settings_fail_before_a_model_loads(tmp_path, change: dict, message: str) -> None:
-    from geo_factory.eval.evaluator import GeoBenchEvaluator
+    from geo_factory.eval.evaluator import Evaluator
 
     (tmp_path / "empty.txt").write_text("\n")
     paths = {"MISSING": str(tmp_path / "missing.txt"), "EMPTY": str(tmp_path / "empty.txt")}
@@ -147,6 +154,6 @@ def test_bad_k2_settings_fail_before_a_model_loads(tmp_path, change: dict, messa
     config.update({key: paths.get(value, value) for key, value in change.items()})
     config = {key: value for key, value in config.items() if value is not None}
     with pytest.raises(ValueError) as err:
-        GeoBenchEvaluator(config)
+        Evaluator(config)
     assert message.replace("MISSING", paths["MISSING"]) in str(err.value)
     assert not (tmp_path / "out").exists()

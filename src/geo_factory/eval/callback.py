@@ -11,18 +11,16 @@ sharded with DeepSpeed ZeRO-3 or FSDP take part in each forward, and logs like t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from llamafactory.extras import logging
 from transformers import TrainerCallback
 
-from . import general
-from .data import detect_layout, resolve_task_dir
-from .prompts import Budget, check_n_shot, subset
-from .scoring import Encoded, LikelihoodScorer, PromptEncoder, choice_prompts, likelihood_records
-from .tasks import AVERAGE, AVERAGE_OF, expand, families
+from .plan import for_training
+from .prompts import Budget
+from .scoring import Encoded, LikelihoodScorer, PromptEncoder, likelihood_records
+from .tasks import AVERAGE, average
 
 
 if TYPE_CHECKING:
@@ -36,35 +34,17 @@ logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's
 
 
 class GeoBenchCallback(TrainerCallback):
+    """Scores the plan's tasks every `geobench_eval_steps` and logs their accuracies through the trainer."""
+
     def __init__(
         self, geobench_args: GeoBenchTrainArguments, model_args: ModelArguments, data_args: DataArguments
     ) -> None:
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.model import load_tokenizer
 
-        self.args = args = geobench_args
-        geobench_names, general_names = families(args.task_names)
-        self.questions: dict[str, list] = {}
-        if geobench_names:
-            folder = resolve_task_dir(args.geobench_task_dir, model_args.cache_dir, model_args.hf_hub_token)
-            layout = detect_layout(folder)
-            self.questions = {t.name: t.load(folder, layout) for t in expand(geobench_names, layout, folder)}
-            check_n_shot("geobench_n_shot", args.geobench_n_shot, self.questions)
-        self.selected = {
-            name: subset(questions, args.geobench_max_samples, args.geobench_seed)
-            for name, questions in self.questions.items()
-        }
-        # the general benchmarks: exemplars from each subject's dev split, `geobench_max_samples` per subject
-        benchmarks = {name: general.load(Path(args.geobench_general_task_dir), name) for name in general_names}
-        general.check_n_shot("geobench_n_shot", args.geobench_n_shot, benchmarks)
-        self.samplers = {name: general.DevExemplars(data, args.geobench_n_shot) for name, data in benchmarks.items()}
-        for name, data in benchmarks.items():
-            self.questions[name] = data.questions
-            self.selected[name] = general.select(data, args.geobench_max_samples, args.geobench_seed)
-        self.langs = {
-            name: args.geobench_lang or (general.BENCHMARKS[name].lang if name in benchmarks else "en")
-            for name in self.questions
-        }
+        self.args = geobench_args
+        self.plan = for_training(geobench_args, model_args.cache_dir, model_args.hf_hub_token)
+        self.plan.load()
         # The run's template, resolved as LLaMA-Factory resolves it but on a tokenizer of its own: by the first
         # GeoBench step the training tokenizer's chat template has been rewritten (`empty` cannot be parsed back).
         self.template = get_template_and_fix_tokenizer(load_tokenizer(model_args)["tokenizer"], data_args)
@@ -88,22 +68,13 @@ class GeoBenchCallback(TrainerCallback):
         budget = (
             Budget(positions, f"the model's context (`max_position_embeddings: {positions}`)") if positions else None
         )
-        a = self.args
-        for name, questions in self.questions.items():
-            self.prompts[name] = choice_prompts(
-                self.encoder,
-                questions,
-                self.selected[name],
-                a.geobench_n_shot,
-                a.geobench_seed,
-                self.langs[name],
-                budget,
-                self.samplers.get(name),
-            )
-            fewer = sum(len(item.group) < a.geobench_n_shot for item in self.prompts[name])
+        n_shot = self.args.geobench_n_shot
+        for task in self.plan.tasks:
+            self.prompts[task.name] = task.prompts(self.encoder, lambda _: budget)
+            fewer = sum(len(item.group) < n_shot for item in self.prompts[task.name])
             if fewer:
                 logger.warning_rank0(
-                    f"GeoBench: {fewer} `{name}` questions keep fewer than {a.geobench_n_shot} exemplars to fit "
+                    f"GeoBench: {fewer} `{task.name}` questions keep fewer than {n_shot} exemplars to fit "
                     f"{budget.source}."
                 )
 
@@ -115,19 +86,22 @@ class GeoBenchCallback(TrainerCallback):
 
     def evaluate(self, model: Any) -> dict[str, float]:
         scorer = LikelihoodScorer(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size)
-        metrics = {}
+        accuracies: dict[str, float] = {}
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad(), self.trainer.autocast_smart_context_manager():
-                for name, items in self.prompts.items():
-                    records = [
-                        record for batch in likelihood_records(scorer, self.selected[name], items) for record in batch
-                    ]
-                    key = f"{name}_acc" if name.startswith("geobench_") else f"geobench_{name}_acc"
-                    metrics[key] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
+                for task in self.plan.tasks:
+                    batches = likelihood_records(scorer, task.selected, self.prompts[task.name])
+                    records = [record for batch in batches for record in batch]
+                    accuracies[task.name] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
         finally:
             model.train(was_training)
-        if all(f"{name}_acc" in metrics for name in AVERAGE_OF):
-            metrics[f"{AVERAGE}_acc"] = round(sum(metrics[f"{name}_acc"] for name in AVERAGE_OF) / len(AVERAGE_OF), 4)
-        return metrics
+        if average(accuracies) is not None:
+            accuracies[AVERAGE] = average(accuracies)
+        return {metric_key(name): accuracy for name, accuracy in accuracies.items()}
+
+
+def metric_key(task: str) -> str:
+    """The logged key of a task's accuracy: ``geobench_<task>_acc``, as documented (``geobench_mmlu_test_acc``)."""
+    return f"{task}_acc" if task.startswith("geobench_") else f"geobench_{task}_acc"

@@ -1,5 +1,6 @@
-"""``llamafactory-cli eval CONFIG.yaml``: GeoBench with LLaMA-Factory's own argument parsing, model loading
-(base model, adapters, quantization), chat templates and inference engines.
+"""``llamafactory-cli eval CONFIG.yaml``: one loop over the plan's tasks, whatever their benchmark family, with
+LLaMA-Factory's own argument parsing, model loading (base model, adapters, quantization), chat templates and
+inference engines.
 
 Everything is checked before a model is loaded or a file written: the config keys and values, the data
 (every row of every requested task), the plan (judge for judge-only tasks, backend for likelihood scoring),
@@ -11,7 +12,6 @@ stopped by the judge resumes with judging only.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import re
 import sys
@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import datetime, timezone
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import transformers
@@ -36,44 +35,27 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from ..hparams import GeoBenchArguments
-from ..hparams.checks import check_int
-from . import general, k2
-from .data import detect_layout, resolve_task_dir
-from .prompts import Budget, check_n_shot, subset
-from .report import (
-    NO_DEV_SPLIT,
-    SaveDir,
-    format_table,
-    question_sets,
-    read_results,
-    summarize_objective,
-    summarize_open,
-)
-from .scoring import (
-    Chat,
-    LikelihoodScorer,
-    PromptEncoder,
-    chat_prompts,
-    choice_prompts,
-    generate,
-    generate_records,
-    likelihood_records,
-)
+from ..hparams import EvalArguments
+from ..hparams.checks import ConfigError, check_int
+from . import plan as planning
+from .families.base import BoundTask, Settings, Where
+from .families.k2 import load_samples, shown_settings
+from .prompts import Budget
+from .report import SaveDir, format_table, question_sets, read_results, run_notes, summarize
+from .scoring import Chat, LikelihoodScorer, PromptEncoder, generate, generate_records, likelihood_records
 from .subjective import Judge, reference_scores
-from .tasks import AVERAGE, AVERAGE_OF, TASKS, absent, expand, families
+from .tasks import check_task_names
 
 
 if TYPE_CHECKING:
     from llamafactory.chat import ChatModel
 
     from .data import OpenQuestion
-    from .tasks import Task
 
 
 logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
 
-_EVAL_ARGS = [ModelArguments, DataArguments, GeoBenchArguments, FinetuningArguments, GeneratingArguments]
+_EVAL_ARGS = [ModelArguments, DataArguments, EvalArguments, FinetuningArguments, GeneratingArguments]
 _INFER_ARGS = (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
 _SECRET_KEY = re.compile(r"token|api_key|secret|password", re.IGNORECASE)
 
@@ -82,11 +64,12 @@ def _field_names(*classes: type) -> set[str]:
     return {f.name for cls in classes for f in fields(cls) if f.init}
 
 
-def get_geobench_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
-    """LLaMA-Factory's ``get_eval_args`` for GeoBench, with its generation settings added.
+def get_eval_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
+    """LLaMA-Factory's old ``get_eval_args``, with its generation settings added.
 
-    Returns the model, data, GeoBench, finetuning and generating arguments, the arguments for
-    LLaMA-Factory's ``ChatModel`` and the config as given. Decoding is greedy unless ``do_sample`` is set.
+    Returns the model, data, evaluation, finetuning and generating arguments, the arguments for
+    LLaMA-Factory's ``ChatModel``, the config as given and ``where(err)``: the yaml file or the command line,
+    whichever gave the key a :class:`ConfigError` names. Decoding is greedy unless ``do_sample`` is set.
     """
     from_file = args is None and len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml", ".json"))
     source = sys.argv[1] if from_file else "arguments"
@@ -132,10 +115,15 @@ def get_geobench_args(args: dict[str, Any] | list[str] | None = None) -> tuple[A
 
     infer_args = {k: v for k, v in raw.items() if k in _field_names(*_INFER_ARGS)}
     infer_args["do_sample"] = generating_args.do_sample
-    return model_args, data_args, eval_args, finetuning_args, generating_args, infer_args, raw
+    return model_args, data_args, eval_args, finetuning_args, generating_args, infer_args, raw, where
 
 
-class GeoBenchEvaluator:
+get_geobench_args = get_eval_args  # the name before the evaluation package ran more than GeoBench
+
+
+class Evaluator:
+    """Parse, plan, resume, score, judge, report: the same steps for every task of every family."""
+
     def __init__(self, args: dict[str, Any] | list[str] | None = None) -> None:
         (
             self.model_args,
@@ -145,68 +133,62 @@ class GeoBenchEvaluator:
             self.generating_args,
             self.infer_args,
             self.config,
-        ) = get_geobench_args(args)
+            where,
+        ) = get_eval_args(args)
         self.save = SaveDir(self.eval_args.save_dir)
         self.save.check(self.eval_args.overwrite_save_dir)
         self.others = [read_results(path) for path in self.eval_args.compare_with or []]
-        # GeoBench reads `task_dir`, or `geobench_task_dir` when the general benchmarks take `task_dir`
-        geobench_names, general_names = families(self.eval_args.task_names)
-        self.general_folder = Path(self.eval_args.task_dir) if general_names else None
-        self.folder, self.layout, self.tasks = self.general_folder, general.LAYOUT, []
-        if geobench_names:
-            self.folder = resolve_task_dir(
-                self.eval_args.geobench_task_dir if general_names else self.eval_args.task_dir,
-                self.model_args.cache_dir,
-                self.model_args.hf_hub_token,
-            )
-            self.layout = detect_layout(self.folder)
-            self.tasks = expand(geobench_names, self.layout, self.folder)
-        self.k2 = self.eval_args.k2_samples_files()
-        if self.k2:
-            self.tasks = k2.variant_tasks(self.tasks)
-        self.absent = absent(geobench_names, self.layout)
-        self.tasks += [TASKS[name] for name in general_names]
-        for name, why in self.absent.items():
+        try:
+            self.plan = self._plan()
+        except ConfigError as err:
+            raise ValueError(f"{where(err)}: {err}") from None
+        for name, why in self.plan.absent.items():
             logger.warning(f"{name}: {why}.")
         self.judge = self._make_judge()
         self._check_plan()
-        self.questions = {task.name: task.load(*self._where(task)) for task in self.tasks}
-        self.general = {name: general.load(self.general_folder, name) for name in general_names}
-        general.check_n_shot("n_shot", self.eval_args.n_shot, self.general)
-        if not self.k2:  # K2's exemplars come from its samples files
-            check_n_shot(
-                "n_shot",
-                self.eval_args.n_shot,
-                {t.name: self.questions[t.name] for t in self.tasks if t.objective and not t.general},
-            )
-        self.selected = {
-            name: general.select(self.general[name], self.data_args.max_samples, self.eval_args.seed)
-            if name in self.general
-            else subset(questions, self.data_args.max_samples, self.eval_args.seed)
-            for name, questions in self.questions.items()
-        }
-        self.hashes = {
-            file: hashlib.sha256((folder / file).read_bytes()).hexdigest()
-            for folder, file in sorted(
-                {(self.general_folder, general.BENCHMARKS[name].mapping) for name in general_names}
-                | {(self._where(task)[0], task.file_in(self._where(task)[1])) for task in self.tasks}
-            )
-        }
+        self.plan.load()
+        self.hashes = self.plan.hashes()
         if self.judge is not None:
             self.judge.check()
         self.encoder = self._encoder()
         self.context = self._context()
-        self.prompts = self._prompts()
+        self.prompts = {task.name: task.prompts(self.encoder, self._budget) for task in self.plan.tasks}
 
-    def _where(self, task: Task) -> tuple[Path, str]:
-        """The folder and layout ``task`` is read from."""
-        return (self.general_folder, general.LAYOUT) if task.general else (self.folder, self.layout)
+    @property
+    def tasks(self) -> list[BoundTask]:
+        return self.plan.tasks
 
-    def _lang(self, task: Task) -> str:
-        """`lang` as given; not given, a general benchmark keeps its own language (C-Eval and CMMLU: zh)."""
-        return (
-            general.BENCHMARKS[task.name].lang if task.general and "lang" not in self.config else self.eval_args.lang
+    def _plan(self) -> planning.Plan:
+        """The tasks of `task`, bound to their folders: GeoBench reads `task_dir`, or `geobench_task_dir` when the
+        general benchmarks take `task_dir`."""
+        args = self.eval_args
+        check_task_names(args.task_names, key="task")
+        mixed = {"geobench", "general"} <= planning.families_of(args.task_names)
+        if args.geobench_task_dir is not None and not mixed:
+            raise ConfigError(
+                "geobench_task_dir",
+                "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench and general benchmarks; here "
+                + (
+                    "`task_dir` is GeoBench's folder."
+                    if "geobench" in planning.families_of(args.task_names)
+                    else "no GeoBench task is asked."
+                ),
+            )
+        settings = Settings(
+            n_shot=args.n_shot,
+            seed=args.seed,
+            lang=args.lang if "lang" in self.config else None,
+            max_samples=self.data_args.max_samples,
+            eval_mode=args.eval_mode,
+            k2_samples=load_samples(args, self.config, args.task_names),
         )
+        geobench_dir = ("geobench_task_dir", args.geobench_task_dir) if mixed else ("task_dir", args.task_dir)
+        where = Where(
+            {"geobench": geobench_dir, "general": ("task_dir", args.task_dir)},
+            self.model_args.cache_dir,
+            self.model_args.hf_hub_token,
+        )
+        return planning.build(args.task_names, settings, where)
 
     def _make_judge(self) -> Judge | None:
         args = self.eval_args
@@ -237,12 +219,12 @@ class GeoBenchEvaluator:
                 f"`{self.model_args.infer_backend}`: use `infer_backend: huggingface`, or `eval_mode: generate`."
             )
         for task in self.tasks:
-            if task.judge_only and self.judge is None:
+            if task.task.judge_only and self.judge is None:
                 raise ValueError(
                     f"`{task.name}` has no reference answers and is scored by a judge only: set `judge_api_base` "
                     "and `judge_model`, or leave it out of `task`."
                 )
-        if any(not task.objective and not task.judge_only for task in self.tasks):
+        if any(not task.objective and not task.task.judge_only for task in self.tasks):
             from llamafactory.extras.packages import is_jieba_available, is_rouge_available
             from transformers.utils import is_nltk_available
 
@@ -267,16 +249,13 @@ class GeoBenchEvaluator:
             "n_shot": args.n_shot,
             "seed": args.seed,
             "lang": args.lang,
-            "layout": self.layout,
-            "task_langs": {task.name: self._lang(task) for task in self.tasks},
+            "layout": self.plan.layout,
+            "task_langs": {task.name: task.lang for task in self.tasks},
             "data_sha256": self.hashes,
             "prompt_tokens": None if self.context is None else self.context.tokens,
         }
-        if self.k2:
-            fingerprint["prompt_style"] = "k2"
-            fingerprint["k2_samples_sha256"] = {
-                v: hashlib.sha256(s.text.encode()).hexdigest() for v, s in self.k2.items()
-            }
+        for task in self.tasks:
+            fingerprint.update(task.fingerprint())
         if self.needs_generation:
             fingerprint["infer_backend"] = m.infer_backend
             fingerprint["generation"] = self.generating_args.to_dict()
@@ -322,29 +301,6 @@ class GeoBenchEvaluator:
             )
         return budget
 
-    def _prompts(self) -> dict[str, list[Any]]:
-        """Every selected question's prompt, fitted to the budget (exemplars dropped from the front)."""
-        args, prompts = self.eval_args, {}
-        for task in self.tasks:
-            generation = not task.objective or args.eval_mode == "generate"
-            if self.k2 and task.objective and not task.general:
-                prompts[task.name] = k2.k2_prompts(
-                    self.encoder.tokenizer, self.k2, self.selected[task.name], self._budget(False)
-                )
-                continue
-            build = chat_prompts if generation else choice_prompts
-            prompts[task.name] = build(
-                self.encoder,
-                self.questions[task.name],
-                self.selected[task.name],
-                args.n_shot,
-                args.seed,
-                self._lang(task),
-                self._budget(generation),
-                general.DevExemplars(self.general[task.name], args.n_shot) if task.general else None,
-            )
-        return prompts
-
     @cached_property
     def chat_model(self) -> ChatModel:
         from llamafactory.chat import ChatModel
@@ -373,7 +329,7 @@ class GeoBenchEvaluator:
             )
         records: dict[str, list[dict[str, Any]]] = {}
         for task in self.tasks:
-            selected = self.selected[task.name]
+            selected = task.selected
             records[task.name] = [done[(task.name, q.id)] for q in selected if (task.name, q.id) in done]
             todo = [(q, p) for q, p in zip(selected, self.prompts[task.name]) if (task.name, q.id) not in done]
             with tqdm(total=len(selected), initial=len(selected) - len(todo), desc=task.name, unit="q") as bar:
@@ -394,16 +350,16 @@ class GeoBenchEvaluator:
     def _unjudged(self, record: dict[str, Any]) -> bool:
         return self.judge is not None and "question" in record and "judge" not in record
 
-    def _score(self, task: Task, todo: list[tuple[Any, Any]]):
+    def _score(self, task: BoundTask, todo: list[tuple[Any, Any]]):
         args = self.eval_args
         questions, prompts = [q for q, _ in todo], [p for _, p in todo]
         if not task.objective:
             return self._open_records(questions, prompts)
-        if args.eval_mode == "likelihood" and self.k2 and not task.general:
-            return k2.with_prompts(likelihood_records(self.scorer, questions, prompts), self.k2, questions)
         if args.eval_mode == "likelihood":
-            return likelihood_records(self.scorer, questions, prompts)
-        return generate_records(self.chat_model, questions, prompts, args.lang, args.batch_size)
+            batches = likelihood_records(self.scorer, questions, prompts)
+        else:
+            batches = generate_records(self.chat_model, questions, prompts, args.lang, args.batch_size)
+        return task.records(batches, questions)
 
     def _open_records(self, todo: list[OpenQuestion], chats: list[Chat]):
         """Answers with their reference scores, written as they are made; the judge comes after (:meth:`_judge`)."""
@@ -444,70 +400,20 @@ class GeoBenchEvaluator:
 
     def _results(self, records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         args, m = self.eval_args, self.model_args
-        tasks = {}
-        for task in self.tasks:
-            folder, layout = self._where(task)
-            source = str(folder / task.file_in(layout))
-            if task.objective:
-                summary = summarize_objective(task, self.questions[task.name], records[task.name], source)
-                summary.update(
-                    eval_mode=args.eval_mode,
-                    n_shot=args.n_shot,
-                    fewer_shots=sum(r.get("shots", args.n_shot) < args.n_shot for r in records[task.name]),
-                    seed=args.seed,
-                    lang=self._lang(task),
-                )
-                if task.general:
-                    summary.update(general.breakdown(self.general[task.name], records[task.name]))
-                elif self.k2:
-                    summary.update(k2.summary(task.name, self.k2, task.kind == "tf"))
-            else:
-                summary = summarize_open(task, self.questions[task.name], records[task.name], source)
-            summary["data_sha256"] = self.hashes[task.file_in(layout)]
-            if len(self.selected[task.name]) < len(self.questions[task.name]):
-                summary["sample_ids"] = [q.id for q in self.selected[task.name]]
-            tasks[task.name] = summary
-        if all(name in tasks for name in AVERAGE_OF):
-            accuracies = [tasks[name]["accuracy"] for name in AVERAGE_OF]
-            chances = [tasks[name]["chance"] for name in AVERAGE_OF]
-            after = max(list(tasks).index(name) for name in AVERAGE_OF) + 1  # shown right after its parts
-            rest = {name: tasks.pop(name) for name in list(tasks)[after:]}
-            tasks[AVERAGE] = {
-                "kind": "average",
-                "description": "mean of the NPEE and APStudy accuracies (JiuZhou's headline)",
-                "metric": "accuracy",
-                "accuracy": None if None in accuracies else round(sum(accuracies) / len(accuracies), 4),
-                "chance": None if None in chances else round(sum(chances) / len(chances), 4),
-                "of": list(AVERAGE_OF),
-            }
-            tasks.update(rest)
-
-        adapters = m.adapter_name_or_path or []
-        name = " + ".join(
-            [m.model_name_or_path.rstrip("/").split("/")[-1], *(a.rstrip("/").split("/")[-1] for a in adapters)]
-        )
-        geobench_objective = any(task.objective and not task.general for task in self.tasks)
-        notes = [k2.NOTE if self.k2 else NO_DEV_SPLIT] if geobench_objective else []
-        if self.general:
-            notes.append(general.NOTE)
-        if any("sample_ids" in summary for summary in tasks.values()):
-            notes.append(
-                f"`max_samples: {self.data_args.max_samples}`: a random subset of each task"
-                f"{' (of each subject, for the general benchmarks)' if self.general else ''} was scored, drawn by "
-                f"`seed: {args.seed}`; its question ids are `sample_ids` in results.json."
-            )
-        data = {"task_dir": str(self.general_folder or self.folder), "layout": self.layout}
-        if self.general_folder is not None:
-            data["layout"] = general.LAYOUT
-            if self.folder != self.general_folder:  # GeoBench too, from `geobench_task_dir`
-                data.update(geobench_task_dir=str(self.folder), geobench_layout=self.layout)
-        results = {"tasks": tasks, "settings": data}
-        differ = question_sets(results, self.others)
+        tasks = summarize(self.plan, records, self.hashes)
+        notes = run_notes(self.plan, tasks)
+        data = self.plan.folders()
+        differ = question_sets({"tasks": tasks, "settings": data}, self.others)
         if differ:
             notes.append(
                 f"`compare_with` runs scored other questions (other data or another subset) for: {', '.join(differ)}; "
                 "their bars are not comparable."
             )
+        shown = shown_settings(args.n_shot, self.plan.settings.k2_samples)
+        adapters = m.adapter_name_or_path or []
+        name = " + ".join(
+            [m.model_name_or_path.rstrip("/").split("/")[-1], *(a.rstrip("/").split("/")[-1] for a in adapters)]
+        )
         return {
             "model": {
                 "name": name,
@@ -520,11 +426,11 @@ class GeoBenchEvaluator:
             "settings": {
                 "tasks": args.task_names,
                 "eval_mode": args.eval_mode,
-                "n_shot": self.k2["woa"].count if self.k2 else args.n_shot,  # K2: its files' exemplars
+                "n_shot": shown["n_shot"],
                 "seed": args.seed,
                 "lang": args.lang,
                 "prompt_style": args.prompt_style,
-                "k2_samples": {k2.SAMPLE_KEYS[v]: s.path for v, s in self.k2.items()} or None,
+                "k2_samples": shown["k2_samples"],
                 "max_samples": self.data_args.max_samples,
                 "batch_size": args.batch_size,
                 **data,
@@ -539,7 +445,7 @@ class GeoBenchEvaluator:
                 },
             },
             "tasks": tasks,
-            "absent": self.absent,
+            "absent": self.plan.absent,
             "compared_on_other_questions": differ,
             "notes": notes,
             "config": {k: v for k, v in self.config.items() if not _SECRET_KEY.search(k)},
@@ -547,5 +453,8 @@ class GeoBenchEvaluator:
         }
 
 
+GeoBenchEvaluator = Evaluator  # the name before the evaluation package ran more than GeoBench
+
+
 def run_eval(args: dict[str, Any] | list[str] | None = None) -> dict[str, Any]:
-    return GeoBenchEvaluator(args).run()
+    return Evaluator(args).run()

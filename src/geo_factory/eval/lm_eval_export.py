@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .scoring import Encoded, PromptEncoder, choice_prompts
-from .tasks import OBJECTIVE_SUITE
+from ..hparams.checks import split
+from .plan import families_of
+from .scoring import Encoded, PromptEncoder
+from .tasks import AVERAGE, AVERAGE_OF, OBJECTIVE_SUITE, TASKS, check_task_names, members
 
 
 GROUP = OBJECTIVE_SUITE
@@ -49,7 +51,16 @@ metadata:
   version: 1.0
   exported_by: geo-factory export-lm-eval
 """
+# `geobench` lists the exported tasks without a score of its own; `geobench_average` is eval's: the unweighted
+# mean of NPEE and APStudy (JiuZhou's headline), so one name means one number in both tools.
 _GROUP_YAML = """\
+group: {group}
+task:
+{tasks}
+metadata:
+  version: 1.0
+"""
+_AVERAGE_YAML = """\
 group: {group}
 task:
 {tasks}
@@ -131,8 +142,12 @@ def export(
     max_samples: int | None = None,
 ) -> dict[str, Any]:
     """Write the task folder; returns the manifest (settings, and per task the counts of the tokenization check)."""
-    from .evaluator import GeoBenchEvaluator
+    from .evaluator import Evaluator
 
+    check_task_names(split(task), key="--task")
+    others = [name for name in members(split(task)) if TASKS[name].family != "geobench" or not TASKS[name].objective]
+    if others or families_of(split(task)) != {"geobench"}:
+        raise ValueError(f"export-lm-eval writes GeoBench's objective tasks; not {', '.join(others)}.")
     out = Path(out_dir)
     config = {"model_name_or_path": model, "task": task, "n_shot": n_shot, "lang": lang, "seed": seed}
     config.update(
@@ -142,20 +157,16 @@ def export(
             if v is not None
         }
     )
-    evaluator = GeoBenchEvaluator({**config, "save_dir": str(out)})  # parses and checks as `eval` does; writes nothing
-    others = [t.name for t in evaluator.tasks if not t.objective or t.general]
-    if others:
-        raise ValueError(f"export-lm-eval writes GeoBench's objective tasks; not {', '.join(others)}.")
-
+    evaluator = Evaluator({**config, "save_dir": str(out)})  # parses and checks as `eval` does; writes nothing
     encoder = TextEncoder(evaluator.encoder.tokenizer, evaluator.encoder.template)
     tokenizer = encoder.tokenizer
+    _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"settings": {**config, "layout": evaluator.layout}, "tasks": {}}
+    manifest: dict[str, Any] = {"settings": {**config, "layout": evaluator.plan.layout}, "tasks": {}}
     for t in evaluator.tasks:
-        questions, selected = evaluator.questions[t.name], evaluator.selected[t.name]
-        rendered = choice_prompts(encoder, questions, selected, n_shot, seed, lang, evaluator.context)
+        rendered = t.prompts(encoder, lambda _: evaluator.context)
         rows, same = [], 0
-        for question, prompt in zip(selected, rendered):
+        for question, prompt in zip(t.selected, rendered):
             labels = question.labels
             choices = [_scored_text(tokenizer, prompt, i) for i in range(len(prompt.answers))]
             same += None not in choices
@@ -174,8 +185,29 @@ def export(
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         (out / f"{t.name}.yaml").write_text(_TASK_YAML.format(name=t.name), encoding="utf-8")
         manifest["tasks"][t.name] = {"questions": len(rows), "same_tokens_as_eval": same}
-    tasks = "".join(f"  - {t.name}\n" for t in evaluator.tasks)
+    names = [t.name for t in evaluator.tasks]
+    files = [*(f"{name}.{ext}" for name in names for ext in ("jsonl", "yaml")), f"{GROUP}.yaml", "utils.py"]
+    grouped = names
+    if all(name in names for name in AVERAGE_OF):
+        (out / f"{AVERAGE}.yaml").write_text(
+            _AVERAGE_YAML.format(group=AVERAGE, tasks="".join(f"  - {name}\n" for name in AVERAGE_OF)),
+            encoding="utf-8",
+        )
+        files.append(f"{AVERAGE}.yaml")
+        grouped = [AVERAGE, *(name for name in names if name not in AVERAGE_OF)]
+    tasks = "".join(f"  - {name}\n" for name in grouped)
     (out / f"{GROUP}.yaml").write_text(_GROUP_YAML.format(group=GROUP, tasks=tasks), encoding="utf-8")
+    manifest["files"] = sorted(files)
     shutil.copyfile(_UTILS, out / "utils.py")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what an earlier export wrote into ``out`` (its manifest lists it): no stale task stays behind."""
+    try:
+        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return
+    for name in [*previous.get("files", []), MANIFEST]:
+        (out / Path(name).name).unlink(missing_ok=True)

@@ -1,8 +1,8 @@
 """Prompt wording (en/zh) and the few-shot exemplar draw.
 
 The general benchmarks (MMLU, CMMLU, C-Eval) use their standard wording, the intro naming the subject
-(:data:`GENERAL_INTRO`, LLaMA-Factory's old ``en``/``zh`` eval templates), and exemplars from each subject's
-dev split (``geo_factory.eval.general.DevExemplars``). GeoBench has no dev split, so exemplars come from the task being evaluated. Each task gets one
+(``GENERAL_INTRO`` there, LLaMA-Factory's old ``en``/``zh`` eval templates), and exemplars from each subject's
+dev split (``geo_factory.eval.families.general.DevExemplars``). GeoBench has no dev split, so exemplars come from the task being evaluated. Each task gets one
 permutation of its questions, seeded by ``seed`` and the task name; a question's exemplars are the first
 ``n_shot`` questions of that permutation other than itself (and other than exact duplicates of its stem,
 which would hand it the answer). All but a handful of questions thus share the same exemplars, which
@@ -71,13 +71,6 @@ WORDING = {
 }
 
 
-# The general benchmarks' intro per language; {subject} is the subject's name from mapping.json
-GENERAL_INTRO = {
-    "en": "The following are multiple choice questions (with answers) about {subject}.",
-    "zh": "以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。",
-}
-
-
 def is_true_false(question: ChoiceQuestion) -> bool:
     return question.labels == TF_LABELS
 
@@ -139,13 +132,14 @@ def subset(questions: list, limit: int | None, seed: int) -> list:
 
 def check_n_shot(key: str, n_shot: int, questions: dict[str, list]) -> None:
     """Exemplars come from the task itself: a task of N questions offers at most N - 1 per question."""
-    for name, task_questions in questions.items():
-        if n_shot > len(task_questions) - 1:
-            most = min(len(qs) for qs in questions.values()) - 1
-            raise ValueError(
-                f"`{key}: {n_shot}` asks for more exemplars than `{name}` offers: its {len(task_questions)} questions "
-                f"give each at most {len(task_questions) - 1} others. Allowed here: 0 to {most}."
-            )
+    if not questions:
+        return
+    name, smallest = min(questions.items(), key=lambda item: len(item[1]))
+    if n_shot > len(smallest) - 1:
+        raise ValueError(
+            f"`{key}: {n_shot}` asks for more exemplars than `{name}` offers: its {len(smallest)} questions "
+            f"give each at most {len(smallest) - 1} others. Allowed here: 0 to {len(smallest) - 1}."
+        )
 
 
 @dataclass(frozen=True)

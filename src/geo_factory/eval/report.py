@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..extras import write_json_atomic
+from .tasks import AVERAGE, AVERAGE_OF, average
 
 
 if TYPE_CHECKING:
-    from .data import ChoiceQuestion, OpenQuestion
-    from .tasks import Task
+    from .data import ChoiceQuestion
+    from .families.base import BoundTask
+    from .plan import Plan
 
 
 RUN_CONFIG, PREDICTIONS, RESULTS, RESULTS_LOG, CHART = (
@@ -31,10 +33,6 @@ RUN_CONFIG, PREDICTIONS, RESULTS, RESULTS_LOG, CHART = (
     "geobench.png",
 )
 OUTPUTS = (RUN_CONFIG, PREDICTIONS, RESULTS, RESULTS_LOG, CHART)
-NO_DEV_SPLIT = (
-    "GeoBench has no dev split: the few-shot exemplars of a question are drawn (by `seed`) from the same task, "
-    "excluding the question itself and exact duplicates of it."
-)
 
 
 class SaveDir:
@@ -139,9 +137,8 @@ def _issues(questions: list[ChoiceQuestion]) -> dict[str, list[int]]:
     return issues
 
 
-def summarize_objective(
-    task: Task, questions: list[ChoiceQuestion], records: list[dict[str, Any]], source: str
-) -> dict[str, Any]:
+def summarize_objective(task: BoundTask, records: list[dict[str, Any]]) -> dict[str, Any]:
+    questions = task.questions
     correct = sum(record["correct"] for record in records)
     scored_ids = {record["id"] for record in records}
     scored = [q for q in questions if q.id in scored_ids]
@@ -155,25 +152,24 @@ def summarize_objective(
         "total": len(questions),
         "chance": round(100 * statistics.fmean(1 / len(q.labels) for q in scored), 4) if scored else None,
         "data_issues": _issues(questions),
-        "source": source,
+        "source": task.source,
     }
     if any("response" in record for record in records):
         summary["extraction_failures"] = sum(record["prediction"] is None for record in records)
     return summary
 
 
-def summarize_open(
-    task: Task, questions: list[OpenQuestion], records: list[dict[str, Any]], source: str
-) -> dict[str, Any]:
+def summarize_open(task: BoundTask, records: list[dict[str, Any]]) -> dict[str, Any]:
+    judge_only = task.task.judge_only
     summary: dict[str, Any] = {
         "kind": "subjective",
         "description": task.description,
-        "metric": "judge" if task.judge_only else "rouge-l",
+        "metric": "judge" if judge_only else "rouge-l",
         "scored": len(records),
-        "total": len(questions),
-        "source": source,
+        "total": len(task.questions),
+        "source": task.source,
     }
-    if not task.judge_only:
+    if not judge_only:
         for metric in ("rouge-l", "bleu-4"):
             summary[metric] = round(statistics.fmean(r["scores"][metric] for r in records), 4) if records else None
     judged = [r for r in records if "judge" in r]
@@ -185,6 +181,56 @@ def summarize_open(
         summary["judged"] = len(ok)
         summary["judge_failures"] = len(judged) - len(ok)
     return summary
+
+
+def summarize(plan: Plan, records: dict[str, list[dict[str, Any]]], hashes: dict[str, str]) -> dict[str, Any]:
+    """Every task's summary, in run order, with JiuZhou's NPEE/APStudy average right after its parts."""
+    tasks = {}
+    for task in plan.tasks:
+        mine = records[task.name]
+        if task.objective:
+            s = task.settings
+            summary = summarize_objective(task, mine)
+            summary.update(
+                eval_mode=s.eval_mode,
+                n_shot=s.n_shot,
+                fewer_shots=sum(r.get("shots", s.n_shot) < s.n_shot for r in mine),
+                seed=s.seed,
+                lang=task.lang,
+            )
+            summary.update(task.summary(mine))
+        else:
+            summary = summarize_open(task, mine)
+        summary["data_sha256"] = hashes[task.file]
+        if len(task.selected) < len(task.questions):
+            summary["sample_ids"] = [q.id for q in task.selected]
+        tasks[task.name] = summary
+    if all(name in tasks for name in AVERAGE_OF):
+        after = max(list(tasks).index(name) for name in AVERAGE_OF) + 1  # shown right after its parts
+        rest = {name: tasks.pop(name) for name in list(tasks)[after:]}
+        tasks[AVERAGE] = {
+            "kind": "average",
+            "description": "mean of the NPEE and APStudy accuracies (JiuZhou's headline)",
+            "metric": "accuracy",
+            "accuracy": average({name: tasks[name]["accuracy"] for name in AVERAGE_OF}),
+            "chance": average({name: tasks[name]["chance"] for name in AVERAGE_OF}),
+            "of": list(AVERAGE_OF),
+        }
+        tasks.update(rest)
+    return tasks
+
+
+def run_notes(plan: Plan, tasks: dict[str, Any]) -> list[str]:
+    """The families' notes, then how `max_samples` drew its subset, when it did."""
+    notes = list(dict.fromkeys(note for task in plan.tasks for note in task.notes()))
+    if any("sample_ids" in summary for summary in tasks.values()):
+        s = plan.tasks[0].settings
+        per = "".join(dict.fromkeys(task.subset_note for task in plan.tasks))
+        notes.append(
+            f"`max_samples: {s.max_samples}`: a random subset of each task{per} was scored, drawn by "
+            f"`seed: {s.seed}`; its question ids are `sample_ids` in results.json."
+        )
+    return notes
 
 
 def chart_metrics(summary: dict[str, Any]) -> list[tuple[str, float | None]]:

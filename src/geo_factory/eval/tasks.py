@@ -1,22 +1,20 @@
-"""Evaluation tasks: a registry from task name to task, lm-evaluation-harness style.
+"""The task registry, lm-evaluation-harness style: a task is a name, its family and where its questions live.
 
-A task knows where its questions live in each layout and how to read them; suites name several tasks.
-GeoBench tasks read a GeoBench folder (K2 or JiuZhou layout); the general benchmarks (``mmlu_test``,
-``cmmlu_test``, ``ceval_validation``, LLaMA-Factory's pre-0.9.5 names) read LLaMA-Factory's evaluation layout.
-``jiuzhou`` is JiuZhou's table: GeoBench's NPEE and APStudy (and their average) beside C-Eval, CMMLU and MMLU.
-Import-light on purpose: the argument dataclasses validate task names with it at parse time.
+A task is data, as a task is one config in the harness: its benchmark family (``geo_factory.eval.families``) knows
+how to read, prompt and summarise it, so nothing here imports a reader and the evaluation loop never asks which
+benchmark it runs. Suites name several tasks. GeoBench tasks read a GeoBench folder (K2 or JiuZhou layout); the
+general benchmarks (``mmlu_test``, ``cmmlu_test``, ``ceval_validation``, LLaMA-Factory's pre-0.9.5 names) read
+LLaMA-Factory's evaluation layout. ``jiuzhou`` is JiuZhou's table: GeoBench's NPEE and APStudy (and their
+average) beside C-Eval, CMMLU and MMLU.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import Literal
 
-from . import data, general
+from ..hparams.checks import ConfigError
 
 
 OBJECTIVE_SUITE = "geobench"
@@ -24,37 +22,24 @@ SUBJECTIVE_SUITE = "geobench_subjective"
 JIUZHOU_SUITE = "jiuzhou"
 AVERAGE = "geobench_average"  # JiuZhou's headline: the mean of the NPEE and APStudy accuracies
 AVERAGE_OF = ("geobench_npee", "geobench_apstudy")
+GENERAL_LAYOUT = "llamafactory"  # LLaMA-Factory's evaluation layout: task_dir/{mmlu,cmmlu,ceval}/NAME.zip
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
+    family: str  # its module in geo_factory.eval.families
     description: str
     kind: Literal["choice", "tf", "open"]
-    sources: dict[str, tuple[str, Callable[[Path, str], list[data.Question]]]] = field(repr=False)
+    files: dict[str, str] = field(repr=False)  # layout -> file, relative to the task's folder
     judge_only: bool = False  # no reference answers: only a judge can score it
 
     @property
     def objective(self) -> bool:
         return self.kind != "open"
 
-    @property
-    def general(self) -> bool:
-        """A general-ability benchmark (LLaMA-Factory's layout, subjects, dev-split exemplars), not GeoBench."""
-        return general.LAYOUT in self.sources
-
     def file_in(self, layout: str) -> str | None:
-        return self.sources[layout][0] if layout in self.sources else None
-
-    def load(self, folder: Path, layout: str) -> list[data.Question]:
-        file_name, loader = self.sources[layout]
-        path = folder / file_name
-        if not path.is_file():
-            raise data.GeoBenchDataError(f"`{self.name}` reads {path}, which does not exist.")
-        questions = loader(path, self.name)
-        if not questions:
-            raise data.GeoBenchDataError(f"{path} holds no `{self.name}` question.")
-        return questions
+        return self.files.get(layout)
 
 
 TASKS: dict[str, Task] = {}
@@ -67,24 +52,20 @@ def register(task: Task) -> None:
 register(
     Task(
         "geobench_npee",
+        "geobench",
         "NPEE multiple choice",
         "choice",
-        {
-            "k2": ("geobench_npee.json", data.load_npee_choice),
-            "jiuzhou": ("objective_task_npee.csv", data.load_choice_csv),
-        },
+        {"k2": "geobench_npee.json", "jiuzhou": "objective_task_npee.csv"},
     )
 )
-register(Task("geobench_npee_tf", "NPEE true/false", "tf", {"k2": ("geobench_npee.json", data.load_npee_tf)}))
+register(Task("geobench_npee_tf", "geobench", "NPEE true/false", "tf", {"k2": "geobench_npee.json"}))
 register(
     Task(
         "geobench_apstudy",
+        "geobench",
         "AP Study multiple choice",
         "choice",
-        {
-            "k2": ("geobench_apstudy.json", data.load_apstudy_json),
-            "jiuzhou": ("objective_task_apstudy.csv", data.load_choice_csv),
-        },
+        {"k2": "geobench_apstudy.json", "jiuzhou": "objective_task_apstudy.csv"},
     )
 )
 for _section, _what in (
@@ -96,103 +77,59 @@ for _section, _what in (
     register(
         Task(
             f"geobench_npee_{_section}",
+            "geobench",
             f"NPEE {_what}, with reference answers",
             "open",
-            {"k2": ("geobench_npee.json", partial(data.load_npee_open, section=_section))},
+            {"k2": "geobench_npee.json"},
         )
     )
 register(
     Task(
         "geobench_open",
+        "geobench",
         "JiuZhou's open geoscience questions (judge only)",
         "open",
-        {"jiuzhou": ("subjective_task.xlsx", data.load_open_xlsx)},
+        {"jiuzhou": "subjective_task.xlsx"},
         judge_only=True,
     )
 )
-
-for _name, _what in (
-    ("mmlu_test", "MMLU, test split"),
-    ("cmmlu_test", "CMMLU, test split"),
-    ("ceval_validation", "C-Eval, validation split"),
+for _name, _folder, _what in (
+    ("mmlu_test", "mmlu", "MMLU, test split"),
+    ("cmmlu_test", "cmmlu", "CMMLU, test split"),
+    ("ceval_validation", "ceval", "C-Eval, validation split"),
 ):
-    register(
-        Task(
-            _name,
-            _what,
-            "choice",
-            {
-                general.LAYOUT: (
-                    general.BENCHMARKS[_name].archive,
-                    lambda path, task: general.load(path.parents[1], task).questions,
-                )
-            },
-        )
-    )
+    register(Task(_name, "general", _what, "choice", {GENERAL_LAYOUT: f"{_folder}/{_folder}.zip"}))
 
 SUITES: dict[str, tuple[str, ...]] = {
-    OBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if task.objective and not task.general),
+    OBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if task.objective and task.family == "geobench"),
     SUBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if not task.objective),
     JIUZHOU_SUITE: (*AVERAGE_OF, "ceval_validation", "cmmlu_test", "mmlu_test"),
 }
 
 
-def families(names: list[str]) -> tuple[list[str], list[str]]:
-    """(GeoBench names, general task names) that ``names`` stand for; the ``jiuzhou`` suite is both."""
-    geobench_names: list[str] = []
-    general_names: list[str] = []
-    for name in names:
-        for member in SUITES[JIUZHOU_SUITE] if name == JIUZHOU_SUITE else (name,):
-            into = general_names if member in TASKS and TASKS[member].general else geobench_names
-            if member not in into:
-                into.append(member)
-    return geobench_names, general_names
+def members(names: list[str]) -> list[str]:
+    """The task names that ``names`` stand for, suites opened, each once, in order."""
+    return list(dict.fromkeys(member for name in names for member in SUITES.get(name, (name,))))
 
 
 def check_task_names(names: list[str], key: str, objective_only: bool = False) -> None:
     """Fail on an unknown task name (with the close ones) before anything is loaded."""
+    known = [*SUITES, *TASKS]
     if not names:
-        raise ValueError(f"`{key}` names no task; known: {', '.join([*SUITES, *TASKS])}.")
+        raise ConfigError(key, f"`{key}` names no task; known: {', '.join(known)}.")
     for name in names:
         if name not in TASKS and name not in SUITES:
-            close = difflib.get_close_matches(name, [*SUITES, *TASKS], n=3, cutoff=0.6)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(
-                f"Unknown GeoBench task `{name}` in `{key}`.{hint} Known: {', '.join([*SUITES, *TASKS])}."
-            )
+            raise ConfigError(key, f"Unknown evaluation task `{name}` in `{key}`.{hint} Known: {', '.join(known)}.")
         if objective_only and (name == SUBJECTIVE_SUITE or (name in TASKS and not TASKS[name].objective)):
-            raise ValueError(
-                f"`{key}` takes objective tasks only (likelihood scoring during training); `{name}` is subjective."
+            raise ConfigError(
+                key,
+                f"`{key}` takes objective tasks only (likelihood scoring during training); `{name}` is subjective.",
             )
 
 
-def expand(names: list[str], layout: str, folder: Path) -> list[Task]:
-    """The tasks ``names`` stand for in this layout: suites keep the members it has, named tasks must exist."""
-    tasks: dict[str, Task] = {}
-    for name in names:
-        if name in SUITES:
-            members = [TASKS[member] for member in SUITES[name] if layout in TASKS[member].sources]
-            if not members:
-                raise data.GeoBenchDataError(f"{folder} ({layout} layout) has no task of the `{name}` suite.")
-            tasks.update((task.name, task) for task in members)
-        elif layout not in TASKS[name].sources:
-            where = ", ".join(
-                f"{task_layout} layout: {file}" for task_layout, (file, _) in TASKS[name].sources.items()
-            )
-            raise data.GeoBenchDataError(
-                f"`{name}` is not part of the {layout} layout in {folder} (it is in the {where})."
-            )
-        else:
-            tasks[name] = TASKS[name]
-    return list(tasks.values())
-
-
-def absent(names: list[str], layout: str) -> dict[str, str]:
-    """Members of the suites in ``names`` that this layout lacks, and why: said in the table and results.json."""
-    missing = {}
-    for name in names:
-        for member in SUITES.get(name, ()):
-            if layout not in TASKS[member].sources:
-                where = ", ".join(f"the {other} layout ({file})" for other, (file, _) in TASKS[member].sources.items())
-                missing[member] = f"not part of the {layout} layout (it is in {where}): not scored"
-    return missing
+def average(accuracies: dict[str, float | None]) -> float | None:
+    """JiuZhou's headline from the task accuracies (None when one is missing or unscored)."""
+    parts = [accuracies.get(name) for name in AVERAGE_OF]
+    return None if None in parts else round(sum(parts) / len(parts), 4)

@@ -2,7 +2,7 @@
 
 from .decontamination_args import DecontaminationArguments
 from .finetuning_args import GeoFinetuningArguments
-from .geobench_args import GeoBenchArguments, GeoBenchTrainArguments
+from .geobench_args import EvalArguments, GeoBenchArguments, GeoBenchTrainArguments
 from .parser import apply_extension_args
 from .tools_args import ToolsArguments
 from .tspt_args import TsptArguments
@@ -10,6 +10,7 @@ from .tspt_args import TsptArguments
 
 __all__ = [
     "DecontaminationArguments",
+    "EvalArguments",
     "GeoBenchArguments",
     "GeoBenchTrainArguments",
     "GeoFinetuningArguments",

@@ -1,14 +1,13 @@
+"""The evaluation's arguments: ``llamafactory-cli eval`` (:class:`EvalArguments`) and the in-training hook
+(:class:`GeoBenchTrainArguments`). They check values alone; task names, folders and K2's files are checked when
+``geo_factory.eval.plan`` binds the tasks, right after parsing and before any model loads.
+"""
+
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from ..eval.data import GeoBenchDataError
-from ..eval.general import check_layout
-from ..eval.k2 import SAMPLE_FILES, SAMPLE_KEYS, Samples, read_samples
-from ..eval.subjective import DEFAULT_CRITERIA
-from ..eval.tasks import OBJECTIVE_SUITE, check_task_names, families
 from .checks import (
     ConfigError,
     check_bool,
@@ -21,30 +20,11 @@ from .checks import (
 )
 
 
+DEFAULT_CRITERIA = ("accuracy", "completeness", "clarity")  # what the judge scores; see geo_factory.eval.subjective
 EvalMode = Literal["likelihood", "generate"]
 Lang = Literal["en", "zh"]
 PromptStyle = Literal["default", "k2"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_general_dir(key: str, value: str | None, tasks: list[str]) -> None:
-    """The general benchmarks' folder: required, and in LLaMA-Factory's layout for every task asked."""
-    check_str(key, value, optional=True)
-    if value is None:
-        raise ConfigError(
-            key,
-            f"`{key}` is required for {', '.join(tasks)}: the folder that holds LLaMA-Factory's evaluation layout "
-            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json). geo-factory does not "
-            "download these benchmarks.",
-        )
-    if not os.path.isdir(value):
-        raise ConfigError(
-            key, f"`{key}: {value}` is not a folder (expected mmlu/, cmmlu/, ceval/ with zip + mapping.json)."
-        )
-    try:
-        check_layout(Path(value), tasks, key)
-    except GeoBenchDataError as err:
-        raise ConfigError(key, str(err)) from None
 
 
 @dataclass
@@ -106,11 +86,8 @@ class GeoBenchTrainArguments:
         if not self.geobench_eval_steps:
             return
         check_str("geobench_tasks", self.geobench_tasks)
-        check_task_names(split(self.geobench_tasks), key="geobench_tasks", objective_only=True)
         check_task_dir("geobench_task_dir", self.geobench_task_dir)
-        general_names = families(self.task_names)[1]
-        if general_names:
-            _check_general_dir("geobench_general_task_dir", self.geobench_general_task_dir, general_names)
+        check_str("geobench_general_task_dir", self.geobench_general_task_dir, optional=True)
         check_int("geobench_n_shot", self.geobench_n_shot, 0)
         check_int("geobench_seed", self.geobench_seed)
         check_int("geobench_max_samples", self.geobench_max_samples, 1, optional=True)
@@ -124,7 +101,7 @@ class GeoBenchTrainArguments:
 
 
 @dataclass
-class GeoBenchArguments:
+class EvalArguments:
     """``llamafactory-cli eval``: GeoBench tasks, scoring mode, outputs.
 
     The number of questions per task is LLaMA-Factory's own ``max_samples``; the inference engine is its
@@ -132,7 +109,7 @@ class GeoBenchArguments:
     """
 
     task: str = field(
-        default=OBJECTIVE_SUITE,
+        default="geobench",
         metadata={
             "help": "Comma-separated tasks: geobench_npee, geobench_npee_tf, geobench_apstudy, geobench "
             "(those three and the NPEE/APStudy average), geobench_subjective (geobench_npee_noun, "
@@ -234,26 +211,15 @@ class GeoBenchArguments:
             )
         check_str("save_dir", self.save_dir)
         check_str("task", self.task)
-        check_task_names(split(self.task), key="task")
-        geobench_names, general_names = families(self.task_names)
-        if general_names:
-            _check_general_dir("task_dir", self.task_dir, general_names)
-            check_task_dir("geobench_task_dir", self.geobench_task_dir)
-        else:
-            check_task_dir("task_dir", self.task_dir)
-        if self.geobench_task_dir is not None and not (geobench_names and general_names):
-            raise ConfigError(
-                "geobench_task_dir",
-                "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench and general benchmarks; here "
-                + ("`task_dir` is GeoBench's folder." if geobench_names else "no GeoBench task is asked."),
-            )
+        check_str("task_dir", self.task_dir, optional=True)
+        check_str("geobench_task_dir", self.geobench_task_dir, optional=True)
         check_bool("overwrite_save_dir", self.overwrite_save_dir)
         check_choice("eval_mode", self.eval_mode, EvalMode)
         check_choice("lang", self.lang, Lang)
         check_int("n_shot", self.n_shot, 0)
         check_int("seed", self.seed)
         check_int("batch_size", self.batch_size, 1)
-        self.k2_samples_files()
+        self._check_style()
         check_int("judge_max_retries", self.judge_max_retries, 0)
         check_int("judge_max_tokens", self.judge_max_tokens, 1)
         check_number("judge_timeout", self.judge_timeout, 0)
@@ -306,31 +272,17 @@ class GeoBenchArguments:
     def criteria(self) -> list[str]:
         return split(self.judge_criteria)
 
-    def k2_samples_files(self) -> dict[str, Samples]:
-        """K2's exemplar files by variant (``prompt_style: k2``), checked; none with the default style."""
+    def _check_style(self) -> None:
+        """K2's files go with `prompt_style: k2`, which scores likelihoods; the files are read when tasks bind."""
         check_choice("prompt_style", self.prompt_style, PromptStyle)
-        given = {variant: getattr(self, key) for variant, key in SAMPLE_KEYS.items()}
-        if self.prompt_style != "k2":
-            for variant, path in given.items():
-                if path is not None:
-                    key = SAMPLE_KEYS[variant]
-                    raise ConfigError(key, f"`{key}` is read with `prompt_style: k2` only; set it, or remove `{key}`.")
-            return {}
-        if self.eval_mode != "likelihood":
+        for key in ("k2_samples", "k2_samples_wa"):
+            check_str(key, getattr(self, key), optional=True)
+            if self.prompt_style != "k2" and getattr(self, key) is not None:
+                raise ConfigError(key, f"`{key}` is read with `prompt_style: k2` only; set it, or remove `{key}`.")
+        if self.prompt_style == "k2" and self.eval_mode != "likelihood":
             raise ConfigError(
                 "eval_mode", "`prompt_style: k2` scores option likelihoods: use `eval_mode: likelihood`."
             )
-        samples = {}
-        for variant, path in given.items():
-            key = SAMPLE_KEYS[variant]
-            check_str(key, path, optional=True)
-            if path is None:
-                raise ConfigError(
-                    key,
-                    f"`prompt_style: k2` needs `{key}`: the path of K2's {SAMPLE_FILES[variant]} (K2's evaluation/).",
-                )
-            try:
-                samples[variant] = read_samples(key, path, variant)
-            except ValueError as err:
-                raise ConfigError(key, str(err)) from None
-        return samples
+
+
+GeoBenchArguments = EvalArguments  # the name before the evaluation package ran more than GeoBench

@@ -1,4 +1,4 @@
-"""The general-ability benchmarks JiuZhou reports beside GeoBench (MMLU, CMMLU, C-Eval), in LLaMA-Factory's
+"""The general family: the general-ability benchmarks JiuZhou reports beside GeoBench (MMLU, CMMLU, C-Eval), in LLaMA-Factory's
 evaluation layout, read directly and strictly (datasets 4 no longer runs the loading scripts that read them).
 
 ``task_dir/{mmlu,cmmlu,ceval}/`` holds ``NAME.zip`` (one CSV per subject and split) and ``mapping.json``
@@ -20,15 +20,23 @@ import json
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from .data import ChoiceQuestion, GeoBenchDataError
-from .prompts import GENERAL_INTRO
+from ...hparams.checks import ConfigError
+from ..data import ChoiceQuestion, EvalDataError, Question
+from ..prompts import subset
+from ..tasks import GENERAL_LAYOUT, TASKS
+from .base import Binding, BoundTask, Settings, Where
 
 
-LAYOUT = "llamafactory"
+LAYOUT = GENERAL_LAYOUT
+# The intro per language; {subject} is the subject's name from mapping.json (LLaMA-Factory's old eval templates)
+GENERAL_INTRO = {
+    "en": "The following are multiple choice questions (with answers) about {subject}.",
+    "zh": "以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。",
+}
 NOTE = (
     "General benchmarks: the exemplars of a question are the first `n_shot` questions of its subject's dev split; "
     "category and benchmark accuracies are question-weighted (each question counts once), as LLaMA-Factory's "
@@ -96,7 +104,7 @@ def check_layout(folder: Path, tasks: list[str], key: str) -> None:
         bench = BENCHMARKS[task]
         for name in (bench.archive, bench.mapping):
             if not (folder / name).is_file():
-                raise GeoBenchDataError(
+                raise EvalDataError(
                     f"`{key}: {folder}` has no {name}, which `{task}` reads: `{key}` must hold LLaMA-Factory's "
                     f"evaluation layout ({', '.join(f'{b.archive} + {b.mapping}' for b in BENCHMARKS.values())})."
                 )
@@ -106,15 +114,15 @@ def _mapping(path: Path) -> dict[str, Subject]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GeoBenchDataError(f"{path} is not readable JSON: {err}.") from None
+        raise EvalDataError(f"{path} is not readable JSON: {err}.") from None
     if not isinstance(raw, dict) or not raw:
-        raise GeoBenchDataError(f'{path} must map each subject to {{"name", "category"}}.')
+        raise EvalDataError(f'{path} must map each subject to {{"name", "category"}}.')
     subjects = {}
     for key, entry in raw.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
-            raise GeoBenchDataError(f"{path}, subject `{key}`: needs a non-empty `name`.")
+            raise EvalDataError(f"{path}, subject `{key}`: needs a non-empty `name`.")
         if entry.get("category") not in CATEGORIES:
-            raise GeoBenchDataError(
+            raise EvalDataError(
                 f"{path}, subject `{key}`: `category` must be one of {', '.join(CATEGORIES)}, "
                 f"got {json.dumps(entry.get('category'), ensure_ascii=False)}."
             )
@@ -127,22 +135,22 @@ def _rows(archive: zipfile.ZipFile, path: Path, member: str, bench: Benchmark) -
     try:
         text = archive.read(member).decode("utf-8-sig")
     except KeyError:
-        raise GeoBenchDataError(f"{path} has no member {member}.") from None
+        raise EvalDataError(f"{path} has no member {member}.") from None
     except UnicodeDecodeError as err:
-        raise GeoBenchDataError(f"{path}, member {member}: not UTF-8 text ({err}).") from None
+        raise EvalDataError(f"{path}, member {member}: not UTF-8 text ({err}).") from None
     rows = list(csv.reader(io.StringIO(text, newline="")))
     numbered = list(enumerate(rows, start=1))
     if bench.headers:
         if not rows or tuple(rows[0]) not in bench.headers:
             allowed = " or ".join(",".join(header) for header in bench.headers)
-            raise GeoBenchDataError(f"{path}, member {member}, row 1: the header must be `{allowed}`.")
+            raise EvalDataError(f"{path}, member {member}, row 1: the header must be `{allowed}`.")
         width = len(rows[0])
         numbered = numbered[1:]
     else:
         width = bench.first + 6
     for number, row in numbered:
         if len(row) != width:
-            raise GeoBenchDataError(f"{path}, member {member}, row {number}: {width} fields expected, got {len(row)}.")
+            raise EvalDataError(f"{path}, member {member}, row {number}: {width} fields expected, got {len(row)}.")
     return numbered
 
 
@@ -152,7 +160,7 @@ def _questions(task: str, subject: str, rows: list[tuple[int, list[str]]], path:
     for number, row in rows:
         stem, *options, answer = row[bench.first : bench.first + 6]
         if answer.strip() not in LABELS:
-            raise GeoBenchDataError(
+            raise EvalDataError(
                 f"{path}, member {member}, row {number}: the answer must be one of {', '.join(LABELS)}, "
                 f"got {answer.strip()[:40]!r}."
             )
@@ -174,7 +182,7 @@ def _load(path: Path, mapping: Path, task: str) -> GeneralData:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as err:
-        raise GeoBenchDataError(f"{path} is not a readable zip archive: {err}.") from None
+        raise EvalDataError(f"{path} is not a readable zip archive: {err}.") from None
     questions: list[ChoiceQuestion] = []
     dev: list[ChoiceQuestion] = []
     with archive:
@@ -183,7 +191,7 @@ def _load(path: Path, mapping: Path, task: str) -> GeneralData:
                 member = bench.member_name.format(split=split, subject=subject)
                 rows = _rows(archive, path, member, bench)
                 if not rows:
-                    raise GeoBenchDataError(f"{path}, member {member}: holds no question.")
+                    raise EvalDataError(f"{path}, member {member}: holds no question.")
                 into += _questions(task, subject, rows, path, member, len(into))
     return GeneralData(task, subjects, questions, dev)
 
@@ -202,8 +210,6 @@ def check_n_shot(key: str, n_shot: int, data: dict[str, GeneralData]) -> None:
 
 def select(data: GeneralData, limit: int | None, seed: int) -> list[ChoiceQuestion]:
     """The questions a per-subject cap scores: a seeded random ``limit`` of each subject, in published order."""
-    from .prompts import subset
-
     by_subject: dict[str, list[ChoiceQuestion]] = {}
     for question in data.questions:
         by_subject.setdefault(question.subject, []).append(question)
@@ -261,3 +267,64 @@ def breakdown(data: GeneralData, records: list[dict[str, Any]]) -> dict[str, Any
                 "subjects": len(members),
             }
     return {"subjects": subjects, "categories": categories}
+
+
+class GeneralTask(BoundTask):
+    family = "general"
+    subset_note = " (of each subject, for the general benchmarks)"
+
+    @property
+    def default_lang(self) -> str:
+        return BENCHMARKS[self.name].lang
+
+    @cached_property
+    def data(self) -> GeneralData:
+        return load(self.folder, self.name)
+
+    def load(self) -> list[Question]:
+        return self.data.questions
+
+    @cached_property
+    def selected(self) -> list[Question]:
+        return select(self.data, self.settings.max_samples, self.settings.seed)
+
+    def sampler(self) -> DevExemplars:
+        return DevExemplars(self.data, self.settings.n_shot)
+
+    def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return breakdown(self.data, records)
+
+    def notes(self) -> list[str]:
+        return [NOTE]
+
+    def data_files(self) -> dict[str, Path]:
+        bench = BENCHMARKS[self.name]
+        return {name: self.folder / name for name in (bench.mapping, bench.archive)}
+
+    @classmethod
+    def check(cls, members: list[BoundTask]) -> None:
+        if members:
+            settings = members[0].settings
+            check_n_shot(settings.n_shot_key, settings.n_shot, {m.name: m.data for m in members})
+
+
+def bind(names: list[str], settings: Settings, where: Where) -> Binding:
+    """The general tasks of ``names``, read from their folder, which must hold their files."""
+    key, task_dir = where.dirs["general"]
+    if task_dir is None:
+        raise ConfigError(
+            key,
+            f"`{key}` is required for {', '.join(names)}: the folder that holds LLaMA-Factory's evaluation layout "
+            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json). geo-factory does not "
+            "download these benchmarks.",
+        )
+    folder = Path(task_dir)
+    if not folder.is_dir():
+        raise ConfigError(
+            key, f"`{key}: {task_dir}` is not a folder (expected mmlu/, cmmlu/, ceval/ with zip + mapping.json)."
+        )
+    try:
+        check_layout(folder, names, key)
+    except EvalDataError as err:
+        raise ConfigError(key, str(err)) from None
+    return Binding([GeneralTask(TASKS[name], settings, folder, LAYOUT) for name in names], folder, LAYOUT)

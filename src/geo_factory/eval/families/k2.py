@@ -1,4 +1,4 @@
-"""K2's GeoBench protocol (``prompt_style: k2``): K2's own exemplar files, its Alpaca-style prompt, its scoring.
+"""The K2 family: K2's GeoBench protocol (``prompt_style: k2``): K2's own exemplar files, its Alpaca-style prompt, its scoring.
 
 K2 (``davendw49/k2``, ``evaluation/``) scores each objective question twice, with (``wa``) and without
 (``woa``) a ``The answer is:`` line before the answer, and reports both. Its exemplars are the published
@@ -19,21 +19,27 @@ the tokenizer).
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data import ChoiceQuestion
-from .prompts import Budget, fit_exemplars, is_true_false
+from ...hparams.checks import ConfigError
+from ..data import ChoiceQuestion, Question
+from ..prompts import Budget, fit_exemplars, is_true_false
+from ..scoring import Encoded
+from ..tasks import TASKS, members
+from .base import BoundTask, Settings
+from .geobench import GeoBenchTask
 
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
 
-    from .scoring import Encoded
-    from .tasks import Task
+    from ..scoring import PromptEncoder
+    from ..tasks import Task
 
 
 INSTRUCTION = "Identify the choice that best completes the statement or answers the question."
@@ -88,20 +94,48 @@ def read_samples(key: str, path: str, variant: str) -> Samples:
     return Samples(path, text, len(exemplars))
 
 
-def variant_tasks(tasks: list[Task]) -> list[Task]:
-    """Each objective task twice, ``NAME_wa`` and ``NAME_woa``; subjective tasks as they are."""
-    out = []
-    for task in tasks:
-        if not task.objective:
-            out.append(task)
-            continue
-        for variant, what in VARIANTS.items():
-            out.append(replace(task, name=f"{task.name}_{variant}", description=f"{task.description}, K2, {what}"))
-    return out
+def load_samples(args: Any, config: dict[str, Any], names: list[str]) -> dict[str, Samples]:
+    """K2's exemplar files by variant, read and checked, with ``prompt_style: k2``; none with the default style.
+
+    K2's protocol is GeoBench's objective tasks' own: a task of another family, or an `n_shot` or `lang` that its
+    fixed exemplars and English prompts would ignore, is refused rather than run otherwise than asked.
+    """
+    if args.prompt_style != "k2":
+        return {}
+    others = [name for name in members(names) if TASKS[name].family != "geobench"]
+    if others:
+        raise ConfigError(
+            "prompt_style",
+            f"`prompt_style: k2` is K2's protocol for GeoBench's objective tasks; {', '.join(others)} would not run "
+            "it: evaluate them in a run of their own, with the default `prompt_style`.",
+        )
+    for key in ("n_shot", "lang"):
+        if key in config:
+            raise ConfigError(
+                key,
+                f"`{key}` does not apply with `prompt_style: k2`: K2's prompts are English and its exemplars are "
+                f"those of `k2_samples` / `k2_samples_wa`; remove `{key}`.",
+            )
+    samples = {}
+    for variant, key in SAMPLE_KEYS.items():
+        path = getattr(args, key)
+        if path is None:
+            raise ConfigError(
+                key, f"`prompt_style: k2` needs `{key}`: the path of K2's {SAMPLE_FILES[variant]} (K2's evaluation/)."
+            )
+        try:
+            samples[variant] = read_samples(key, path, variant)
+        except ValueError as err:
+            raise ConfigError(key, str(err)) from None
+    return samples
 
 
-def variant_of(name: str) -> str:
-    return name.rsplit("_", 1)[1]
+def shown_settings(n_shot: int, samples: dict[str, Samples]) -> dict[str, Any]:
+    """results.json's ``n_shot`` and ``k2_samples``: with K2's protocol, its files' exemplars."""
+    return {
+        "n_shot": samples["woa"].count if samples else n_shot,
+        "k2_samples": {SAMPLE_KEYS[v]: s.path for v, s in samples.items()} or None,
+    }
 
 
 def question_block(question: ChoiceQuestion, variant: str) -> str:
@@ -129,46 +163,70 @@ def option_tokens(tokenizer: PreTrainedTokenizer, answers: tuple[str, ...]) -> l
     return [first[0] for first in ids]
 
 
-def with_prompts(
-    batches: Iterator[list[dict[str, Any]]], samples: dict[str, Samples], todo: list[ChoiceQuestion]
-) -> Iterator[list[dict[str, Any]]]:
-    """The records of ``batches`` with the prompt text each question was scored on, checkable byte for byte."""
-    by_id = {question.id: question for question in todo}
-    for records in batches:
-        for record in records:
-            question = by_id[record["id"]]
-            variant = variant_of(question.task)
-            record["prompt"] = prompt_text(samples[variant], question, variant)
-        yield records
-
-
 def k2_prompts(
-    tokenizer: PreTrainedTokenizer,
-    samples: dict[str, Samples],
-    todo: list[ChoiceQuestion],
-    budget: Budget | None,
+    tokenizer: PreTrainedTokenizer, samples: Samples, variant: str, todo: list[ChoiceQuestion], budget: Budget | None
 ) -> list[Encoded]:
-    """The K2 prompt of each of ``todo`` (all of one ``NAME_wa``/``NAME_woa`` task) as token ids, checked against ``budget``."""
-    from .scoring import Encoded
+    """The K2 prompt of each of ``todo`` as token ids, checked against ``budget``."""
 
     def build(question: ChoiceQuestion) -> tuple[Encoded, int]:
-        variant = variant_of(question.task)
-        chosen = samples[variant]
-        text = prompt_text(chosen, question, variant)
-        shots = () if is_true_false(question) else tuple(range(chosen.count))
+        text = prompt_text(samples, question, variant)
+        shots = () if is_true_false(question) else tuple(range(samples.count))
         ids = tokenizer(text)["input_ids"]
         return Encoded(ids, option_tokens(tokenizer, question.labels), shots), len(ids)
 
     return [fit_exemplars(q, (), lambda _, q=q: build(q), budget) for q in todo]
 
 
-def summary(name: str, samples: dict[str, Samples], tf: bool) -> dict[str, Any]:
-    """What a ``NAME_wa``/``NAME_woa`` task reports beside its accuracy."""
-    variant = variant_of(name)
-    return {
-        "prompt_style": "k2",
-        "k2_variant": variant,
-        "n_shot": 0 if tf else samples[variant].count,
-        "fewer_shots": 0,
-        "k2_samples": None if tf else samples[variant].path,
-    }
+class K2Task(GeoBenchTask):
+    """An objective GeoBench task scored K2's way, in one of its two variants (``NAME_wa``, ``NAME_woa``)."""
+
+    family = "k2"
+
+    def __init__(self, task: Task, settings: Settings, folder: Path, layout: str, variant: str) -> None:
+        super().__init__(task, settings, folder, layout)
+        self.variant = variant
+        self.samples: Samples = settings.k2_samples[variant]
+
+    @property
+    def name(self) -> str:
+        return f"{self.task.name}_{self.variant}"
+
+    @property
+    def description(self) -> str:
+        return f"{self.task.description}, K2, {VARIANTS[self.variant]}"
+
+    def prompts(self, encoder: PromptEncoder, budget: Callable[[bool], Budget | None]) -> list[Any]:
+        return k2_prompts(encoder.tokenizer, self.samples, self.variant, self.selected, budget(False))
+
+    def records(self, batches: Iterator[list[dict[str, Any]]], todo: list[Question]) -> Iterator[list[dict[str, Any]]]:
+        """The records with the prompt text each question was scored on, checkable byte for byte."""
+        by_id = {question.id: question for question in todo}
+        for records in batches:
+            for record in records:
+                record["prompt"] = prompt_text(self.samples, by_id[record["id"]], self.variant)
+            yield records
+
+    def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        tf = self.task.kind == "tf"
+        return {
+            "prompt_style": "k2",
+            "k2_variant": self.variant,
+            "n_shot": 0 if tf else self.samples.count,
+            "fewer_shots": 0,
+            "k2_samples": None if tf else self.samples.path,
+        }
+
+    def notes(self) -> list[str]:
+        return [NOTE]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "prompt_style": "k2",
+            "k2_samples_sha256": {
+                v: hashlib.sha256(s.text.encode()).hexdigest() for v, s in self.settings.k2_samples.items()
+            },
+        }
+
+    @classmethod
+    def check(cls, members: list[BoundTask]) -> None:
+        """K2's exemplars come from its files, not from the task: no `n_shot` to check."""

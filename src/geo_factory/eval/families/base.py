@@ -1,0 +1,148 @@
+"""The small protocol every benchmark family implements, and the settings a run hands each of its tasks.
+
+A family binds a registry task (``geo_factory.eval.tasks``) to a folder and the run's settings. The evaluation
+loop, the in-training hook and export-lm-eval ask it for the same few things: its questions, the selected ones,
+their prompts, how to decorate scored records, what it adds to the summary, its notes, what the predictions
+depend on and which files it read. Everything a benchmark does differently lives behind these methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..data import Question
+from ..prompts import Budget, ExemplarSampler, subset
+from ..scoring import chat_prompts, choice_prompts
+
+
+if TYPE_CHECKING:
+    from ..scoring import PromptEncoder
+    from ..tasks import Task
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run asks for its tasks to be scored; built from eval's or the training hook's arguments."""
+
+    n_shot: int
+    seed: int
+    lang: str | None  # None: each task's own language
+    max_samples: int | None
+    eval_mode: str = "likelihood"
+    n_shot_key: str = "n_shot"  # the key messages name
+    k2_samples: dict[str, Any] = field(default_factory=dict)  # prompt_style: k2, by variant
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a run's families read from: each family's folder as (the key it was given as, its value)."""
+
+    dirs: dict[str, tuple[str, str | None]]
+    cache_dir: str | None = None  # hub datasets: the run's cache and token
+    token: str | None = None
+
+
+@dataclass
+class Binding:
+    """What a family's ``bind`` returns: its bound tasks, the folder and layout read, suite members it lacks."""
+
+    tasks: list[BoundTask]
+    folder: Path
+    layout: str
+    absent: dict[str, str] = field(default_factory=dict)
+
+
+class BoundTask:
+    """One task of a family, bound to its folder and the run's settings."""
+
+    family: ClassVar[str]
+    default_lang: ClassVar[str] = "en"
+    subset_note: ClassVar[str] = ""  # how `max_samples` draws for this family, in the results note
+
+    def __init__(self, task: Task, settings: Settings, folder: Path, layout: str) -> None:
+        self.task, self.settings, self.folder, self.layout = task, settings, folder, layout
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def description(self) -> str:
+        return self.task.description
+
+    @property
+    def objective(self) -> bool:
+        return self.task.objective
+
+    @property
+    def file(self) -> str:
+        return self.task.file_in(self.layout)
+
+    @property
+    def source(self) -> str:
+        return str(self.folder / self.file)
+
+    @property
+    def lang(self) -> str:
+        return self.settings.lang or self.default_lang
+
+    @property
+    def generation(self) -> bool:
+        return not self.objective or self.settings.eval_mode == "generate"
+
+    @cached_property
+    def questions(self) -> list[Question]:
+        return self.load()
+
+    @cached_property
+    def selected(self) -> list[Question]:
+        return subset(self.questions, self.settings.max_samples, self.settings.seed)
+
+    def load(self) -> list[Question]:
+        raise NotImplementedError
+
+    def sampler(self) -> Any:
+        """Where exemplars come from: by default the task's other questions, drawn by seed."""
+        return ExemplarSampler(self.questions, self.settings.n_shot, self.settings.seed)
+
+    def prompts(self, encoder: PromptEncoder, budget: Callable[[bool], Budget | None]) -> list[Any]:
+        """The prompt of every selected question, fitted to ``budget(generation)``."""
+        build = chat_prompts if self.generation else choice_prompts
+        s = self.settings
+        return build(
+            encoder,
+            self.questions,
+            self.selected,
+            s.n_shot,
+            s.seed,
+            self.lang,
+            budget(self.generation),
+            self.sampler(),
+        )
+
+    def records(self, batches: Iterator[list[dict[str, Any]]], todo: list[Question]) -> Iterator[list[dict[str, Any]]]:
+        """Scored records as they are written; a family may add what makes them checkable."""
+        return batches
+
+    def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the family adds to an objective task's summary in results.json."""
+        return {}
+
+    def notes(self) -> list[str]:
+        return []
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the predictions depend on beyond the shared settings."""
+        return {}
+
+    def data_files(self) -> dict[str, Path]:
+        """Every file read, by its name under the folder (their sha256 go to results.json and run_config.json)."""
+        return {self.file: self.folder / self.file}
+
+    @classmethod
+    def check(cls, members: list[BoundTask]) -> None:
+        """Checks over all of a run's tasks of this family, once their questions are read."""

@@ -1,0 +1,112 @@
+"""The evaluation plan: the tasks a run asks for, each bound to its family, folder and settings, built once.
+
+``llamafactory-cli eval``, the in-training hook, ``geo-factory export-lm-eval`` and decontamination all build
+their tasks here, so a task name means the same questions, selection and prompts wherever it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .families import FAMILIES
+from .families.base import Binding, BoundTask, Settings, Where
+from .tasks import GENERAL_LAYOUT, SUITES, TASKS, check_task_names
+
+
+if TYPE_CHECKING:
+    from ..hparams import GeoBenchTrainArguments
+
+
+@dataclass
+class Plan:
+    tasks: list[BoundTask]
+    bindings: dict[str, Binding]  # by family module
+    settings: Settings
+
+    @property
+    def absent(self) -> dict[str, str]:
+        return {name: why for binding in self.bindings.values() for name, why in binding.absent.items()}
+
+    @property
+    def layout(self) -> str:
+        """GeoBench's layout when it is read, else LLaMA-Factory's."""
+        return self.bindings["geobench"].layout if "geobench" in self.bindings else GENERAL_LAYOUT
+
+    def folders(self) -> dict[str, str]:
+        """The folders read, as results.json's settings show them."""
+        geobench, general = self.bindings.get("geobench"), self.bindings.get("general")
+        if general is None:
+            return {"task_dir": str(geobench.folder), "layout": geobench.layout}
+        data = {"task_dir": str(general.folder), "layout": general.layout}
+        if geobench is not None:
+            data.update(geobench_task_dir=str(geobench.folder), geobench_layout=geobench.layout)
+        return data
+
+    def hashes(self) -> dict[str, str]:
+        """sha256 of every file read, by its name under its folder."""
+        files = {name: path for task in self.tasks for name, path in task.data_files().items()}
+        return {name: hashlib.sha256(files[name].read_bytes()).hexdigest() for name in sorted(files)}
+
+    def load(self) -> None:
+        """Read every task's questions and run each family's checks over them: data errors surface here."""
+        for task in self.tasks:
+            task.questions  # noqa: B018  (cached: read once)
+        for cls in dict.fromkeys(type(task) for task in self.tasks):
+            cls.check([task for task in self.tasks if type(task) is cls])
+
+
+def _by_family(names: list[str]) -> dict[str, list[str]]:
+    """The names each family binds: a suite within one family stays a name (it takes what the layout has), a
+    suite across families (``jiuzhou``) is opened into its tasks."""
+    grouped: dict[str, list[str]] = {}
+    for name in names:
+        members = SUITES.get(name, (name,))
+        families = {TASKS[member].family for member in members}
+        for family, member in (
+            [(families.pop(), name)] if len(families) == 1 else [(TASKS[m].family, m) for m in members]
+        ):
+            grouped.setdefault(family, [])
+            if member not in grouped[family]:
+                grouped[family].append(member)
+    return grouped
+
+
+def build(names: list[str], settings: Settings, where: Where) -> Plan:
+    """Bind ``names`` (checked) to their families. Local folders are checked before a hub download: families bind
+    from the last to the first, and the run scores them in :data:`FAMILIES` order."""
+    grouped = _by_family(names)
+    bindings = {
+        family: FAMILIES[family].bind(grouped[family], settings, where)
+        for family in reversed(FAMILIES)
+        if family in grouped
+    }
+    bindings = {family: bindings[family] for family in FAMILIES if family in bindings}
+    return Plan([task for binding in bindings.values() for task in binding.tasks], bindings, settings)
+
+
+def for_training(args: GeoBenchTrainArguments, cache_dir: str | None = None, token: str | None = None) -> Plan:
+    """The in-training hook's plan (objective tasks, likelihood): checked at parsing, built again by the callback."""
+    check_task_names(args.task_names, key="geobench_tasks", objective_only=True)
+    settings = Settings(
+        n_shot=args.geobench_n_shot,
+        seed=args.geobench_seed,
+        lang=args.geobench_lang,
+        max_samples=args.geobench_max_samples,
+        n_shot_key="geobench_n_shot",
+    )
+    where = Where(
+        {
+            "geobench": ("geobench_task_dir", args.geobench_task_dir),
+            "general": ("geobench_general_task_dir", args.geobench_general_task_dir),
+        },
+        cache_dir,
+        token,
+    )
+    return build(args.task_names, settings, where)
+
+
+def families_of(names: list[str]) -> set[str]:
+    """The families ``names`` (checked) draw on."""
+    return set(_by_family(names))
