@@ -50,11 +50,11 @@ CLEAN_SFT = [
 
 
 def _choice_questions(n: int) -> list:
-    from geo_factory.eval.data import detect_layout
-    from geo_factory.eval.tasks import expand
+    from geo_factory.eval.families.geobench import load_all
+    from geo_factory.eval.tasks import SUITES
 
-    layout = detect_layout(GEOBENCH)
-    questions = [q for task in expand(["geobench"], layout, GEOBENCH) for q in task.load(GEOBENCH, layout)]
+    published = load_all(str(GEOBENCH))
+    questions = [q for name in SUITES["geobench"] if name in published for q in published[name]]
     usable = [
         q for q in questions if len(q.stem.split()) >= 5 and len(q.options) >= 3 and all(t for _, t in q.options)
     ]
