@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from ..endpoint import ChatEndpoint
 from ..extras import write_json_atomic
 from .rows import read_rows
 
@@ -167,32 +164,27 @@ def parse_reply(reply: str) -> tuple[str, str] | None:
 
 
 class Teacher:
-    """An OpenAI-compatible chat endpoint; the key is read from the environment variable named, never stored."""
+    """The teacher model behind an OpenAI-compatible endpoint (:mod:`geo_factory.endpoint`, the judge's client);
+    the key is read from the environment variable named, never stored."""
 
     def __init__(self, api_base: str, model: str, api_key_env: str, timeout: float = 120.0, max_tokens: int = 512):
-        if not re.match(r"^https?://", api_base):
-            raise ValueError(f"--teacher-api {api_base}: must be an http:// or https:// URL.")
-        self.url = f"{api_base.rstrip('/')}/chat/completions"
-        self.model, self.api_key_env, self.timeout, self.max_tokens = model, api_key_env, timeout, max_tokens
+        self.endpoint = ChatEndpoint(
+            api_base,
+            model,
+            api_key_env,
+            role="teacher",
+            base_setting="--teacher-api",
+            key_setting="--api-key-env",
+            timeout=timeout,
+        )
+        self.max_tokens = max_tokens
+
+    def check(self) -> None:
+        """The endpoint is up and accepts the key: checked before any passage is read or asked."""
+        self.endpoint.check()
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get(self.api_key_env):
-            headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
-        body = {"model": self.model, "messages": messages, "temperature": 0.7, "max_tokens": self.max_tokens}
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
-        for attempt in range(3):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.load(response)["choices"][0]["message"].get("content") or ""
-            except urllib.error.HTTPError as err:
-                if err.code in (401, 403):
-                    raise ValueError(f"the teacher at {self.url} refused the key in ${self.api_key_env}.") from None
-                problem = f"HTTP {err.code}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                problem = str(getattr(err, "reason", err))
-            time.sleep(2**attempt)
-        raise OSError(f"the teacher at {self.url} failed 3 times: {problem}.")
+        return self.endpoint.complete(messages, temperature=0.7, max_tokens=self.max_tokens)
 
 
 def pairs_from_teacher(
@@ -268,6 +260,8 @@ def build_sft(
     for path in [*facts, *docs]:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file.")
+    if teacher is not None and docs:
+        teacher.check()  # a wrong URL, a server that is down or a refused key stop the run before any work
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     name = name or out.name

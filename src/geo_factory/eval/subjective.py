@@ -4,13 +4,14 @@ Reference scores are LLaMA-Factory's own SFT prediction metrics (``ComputeSimila
 ROUGE, characters for BLEU-4, both x100), applied to the model's tokens as in ``do_predict``.
 
 The judge is any OpenAI-compatible chat endpoint (``llamafactory-cli api``, vLLM, a hosted API), called
-with plain ``urllib``. It scores each answer on each criterion with an integer from 1 to 10 and must reply
-one ``criterion: score`` line per criterion. A reply missing any score is malformed: the judge is shown
-its reply and asked again, ``judge_max_retries`` times, then the answer counts as a judge failure. Network
-and HTTP errors are not answers: they stop the run (resume continues it, judging the answers already
-generated). Before any model loads, :meth:`Judge.check` asks the endpoint for its models with the key, so a
-wrong URL, a server that is down or a refused key stop the run before any work. The API key is read from the
-environment variable named by ``judge_api_key_env`` and goes nowhere but the request header.
+through :mod:`geo_factory.endpoint` (the client the build-sft teacher uses too). It scores each answer on each
+criterion with an integer from 1 to 10 and must reply one ``criterion: score`` line per criterion. A reply
+missing any score is malformed: the judge is shown its reply and asked again, ``judge_max_retries`` times, then
+the answer counts as a judge failure. Network and HTTP errors are not answers: they stop the run (resume
+continues it, judging the answers already generated). Before any model loads, :meth:`Judge.check` asks the
+endpoint for its models with the key, so a wrong URL, a server that is down or a refused key stop the run before
+any work. The API key is read from the environment variable named by ``judge_api_key_env`` and goes nowhere but
+the request header.
 
 The default criteria are :data:`DEFAULT_CRITERIA`, described to the judge by :data:`RUBRIC` (the default
 rubric); ``judge_criteria`` may name others, which the judge scores on their plain meaning.
@@ -18,14 +19,11 @@ rubric); ``judge_criteria`` may name others, which the judge scores on their pla
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..endpoint import ChatEndpoint, EndpointError
 
 
 if TYPE_CHECKING:
@@ -89,8 +87,7 @@ def parse_judge_reply(reply: str, criteria: list[str]) -> dict[str, int] | None:
     return scores
 
 
-class JudgeError(RuntimeError):
-    """The judge endpoint could not be reached or refused the request."""
+JudgeError = EndpointError  # the judge's errors are its endpoint's (the name stays importable)
 
 
 @dataclass
@@ -103,12 +100,25 @@ class Judge:
     max_tokens: int = 128
     timeout: float = 120.0
     transport_retries: int = field(default=3, repr=False)
+    endpoint: ChatEndpoint = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.endpoint = ChatEndpoint(
+            self.api_base,
+            self.model,
+            self.api_key_env,
+            role="judge",
+            base_setting="judge_api_base",
+            key_setting="judge_api_key_env",
+            timeout=self.timeout,
+            retries=self.transport_retries,
+        )
 
     def score(self, question: str, reference: str | None, answer: str) -> dict[str, Any]:
         """``{"scores": {criterion: 1-10} | None, "attempts": n}``; None after every retry was malformed."""
         messages = judge_messages(question, reference, answer, self.criteria)
         for attempt in range(1, self.max_retries + 2):
-            reply = self._complete(messages)
+            reply = self.endpoint.complete(messages, temperature=0, max_tokens=self.max_tokens)
             scores = parse_judge_reply(reply, self.criteria)
             if scores is not None:
                 return {"scores": scores, "attempts": attempt}
@@ -122,54 +132,6 @@ class Judge:
             ]
         return {"scores": None, "attempts": self.max_retries + 1, "last_reply": reply[:500]}
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        api_key = os.environ.get(self.api_key_env)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        return headers
-
-    def _refused(self, code: int) -> JudgeError:
-        unset = "" if os.environ.get(self.api_key_env) else f" (${self.api_key_env} is not set)"
-        return JudgeError(
-            f"The judge at {self.api_base} refused the request (HTTP {code}): check the key in "
-            f"${self.api_key_env}{unset}, which `judge_api_key_env` names."
-        )
-
     def check(self) -> None:
-        """``GET /models`` with the key: the endpoint is up, speaks the OpenAI API and accepts the key."""
-        url = f"{self.api_base.rstrip('/')}/models"
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=self._headers()), timeout=30):
-                return
-        except urllib.error.HTTPError as err:
-            if err.code in (401, 403):
-                raise self._refused(err.code) from None
-            problem = f"GET {url} answered HTTP {err.code}; an OpenAI-compatible `judge_api_base` usually ends in /v1"
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            problem = f"GET {url} failed: {getattr(err, 'reason', err)}; is the server running?"
-        raise JudgeError(f"The judge at `judge_api_base: {self.api_base}` cannot be used: {problem}.")
-
-    def _complete(self, messages: list[dict[str, str]]) -> str:
-        body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
-        request = urllib.request.Request(
-            f"{self.api_base.rstrip('/')}/chat/completions", data=json.dumps(body).encode(), headers=self._headers()
-        )
-        for attempt in range(self.transport_retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.load(response)
-                return payload["choices"][0]["message"].get("content") or ""
-            except urllib.error.HTTPError as err:
-                if err.code in (401, 403):
-                    raise self._refused(err.code) from None
-                problem = f"HTTP {err.code}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                problem = str(getattr(err, "reason", err))
-            except (KeyError, IndexError, TypeError, json.JSONDecodeError):
-                raise JudgeError(
-                    f"The judge at {self.api_base} did not answer like an OpenAI chat endpoint."
-                ) from None
-            if attempt < self.transport_retries:
-                time.sleep(2**attempt)
-        raise JudgeError(f"The judge at {self.api_base} failed {self.transport_retries + 1} times: {problem}.")
+        """The endpoint is up, speaks the OpenAI API and accepts the key: checked before any model loads."""
+        self.endpoint.check()
