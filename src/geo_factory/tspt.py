@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from llamafactory.data.data_utils import DatasetModule
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments
+    from matplotlib.figure import Figure
     from transformers import PreTrainedTokenizer, ProcessorMixin, Seq2SeqTrainingArguments, TrainerCallback
 
     from .hparams import TsptArguments
@@ -617,31 +618,47 @@ def _write_report(
 
 
 def _plot_loss(output_dir: Path) -> None:
-    """Both stages' loss on one step axis with the boundary marked; drawn like LLaMA-Factory's ``plot_loss``."""
+    """``training_loss.png`` of the whole run, from each stage's trainer state (a resumed stage's log is clean there)."""
+    curves = {}
+    for stage in STAGES:
+        with open(output_dir / f"stage{stage}" / TRAINER_STATE_NAME, encoding="utf-8") as f:
+            state = json.load(f)
+        logs = [log for log in state["log_history"] if "loss" in log]
+        curves[stage] = ([log["step"] for log in logs], [log["loss"] for log in logs], state["global_step"])
+    fig = loss_figure(curves, title=f"TSPT training loss of {output_dir}")
+    fig.savefig(output_dir / PLOT_NAME, format="png", dpi=100)
+    logger.info_rank0(f"TSPT loss plot saved at {output_dir / PLOT_NAME}.")
+
+
+def loss_figure(curves: dict[int, tuple[list[int], list[float], int]], title: str | None = None) -> Figure:
+    """Both stages' loss on one step axis with the boundary marked, drawn like LLaMA-Factory's ``plot_loss``.
+
+    ``curves``: per stage, its logged steps, their losses and the stage's length in steps. The one drawing of the
+    run's ``training_loss.png`` and of LlamaBoard's live plot; earlier figures are closed (LlamaBoard draws one per
+    refresh).
+    """
     import matplotlib.pyplot as plt
     from llamafactory.extras.ploting import smooth
 
+    plt.close("all")
     plt.switch_backend("agg")
     fig, ax = plt.subplots()
     offset = 0
     for stage, color in zip(STAGES, ("#1f77b4", "#d62728")):
-        with open(output_dir / f"stage{stage}" / TRAINER_STATE_NAME, encoding="utf-8") as f:
-            state = json.load(f)
-        logs = [log for log in state["log_history"] if "loss" in log]
-        steps, losses = [offset + log["step"] for log in logs], [log["loss"] for log in logs]
-        ax.plot(steps, losses, color=color, alpha=0.4)
-        ax.plot(steps, smooth(losses), color=color, label=f"stage {stage}")
-        if offset:
-            ax.axvline(offset + 0.5, color="gray", linestyle="--", label="stage boundary")
-        offset += state["global_step"]
-
-    ax.set_title(f"TSPT training loss of {output_dir}")
+        steps, losses, length = curves.get(stage, ([], [], 0))
+        if losses:
+            if offset:
+                ax.axvline(offset + 0.5, color="gray", linestyle="--", label="stage boundary")
+            steps = [offset + step for step in steps]
+            ax.plot(steps, losses, color=color, alpha=0.4)
+            ax.plot(steps, smooth(losses), color=color, label=f"stage {stage}")
+        offset += length
+    if title is not None:
+        ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.savefig(output_dir / PLOT_NAME, format="png", dpi=100)
-    plt.close(fig)
-    logger.info_rank0(f"TSPT loss plot saved at {output_dir / PLOT_NAME}.")
+    return fig
 
 
 def _publish(stage_dir: Path, output_dir: Path) -> None:

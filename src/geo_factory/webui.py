@@ -100,8 +100,23 @@ def get_trainer_info(get_trainer_info: Callable, lang: str, output_path: str, do
             stage, last["current_steps"], last["total_steps"], last["elapsed_time"], last["remaining_time"]
         )
         progress = gr.Slider(label=label, value=last["percentage"], visible=True)
-        info["loss_viewer"] = gr.Plot(tspt_loss_figure(logs))
+        info["loss_viewer"] = gr.Plot(_loss_figure(logs))
     return running_log, progress, info
+
+
+def _loss_figure(logs: dict[int, list[dict[str, Any]]]):
+    """The run's own loss plot (:func:`geo_factory.tspt.loss_figure`), from the stages' trainer logs as they grow."""
+    from .tspt import loss_figure
+
+    curves = {}
+    for stage, rows in logs.items():
+        logged = [row for row in rows if row.get("loss") is not None]
+        curves[stage] = (
+            [row["current_steps"] for row in logged],
+            [row["loss"] for row in logged],
+            rows[-1]["total_steps"],
+        )
+    return loss_figure(curves)
 
 
 def _stage_logs(output_dir: Path) -> dict[int, list[dict[str, Any]]]:
@@ -113,31 +128,6 @@ def _stage_logs(output_dir: Path) -> dict[int, list[dict[str, Any]]]:
             if rows:
                 logs[stage] = rows
     return logs
-
-
-def tspt_loss_figure(logs: dict[int, list[dict[str, Any]]]):
-    """Both stages on one step axis with the boundary marked, as ``training_loss.png`` of the run draws them."""
-    import matplotlib.pyplot as plt
-    from llamafactory.extras.ploting import smooth
-
-    plt.close("all")
-    plt.switch_backend("agg")
-    fig, ax = plt.subplots()
-    offset = 0
-    for stage, color in zip(STAGES, ("#1f77b4", "#d62728")):
-        rows = [row for row in logs.get(stage, []) if row.get("loss") is not None]
-        if not rows:
-            continue
-        if offset:
-            ax.axvline(offset + 0.5, color="gray", linestyle="--", label="stage boundary")
-        steps, losses = [offset + row["current_steps"] for row in rows], [row["loss"] for row in rows]
-        ax.plot(steps, losses, color=color, alpha=0.4)
-        ax.plot(steps, smooth(losses), color=color, label=f"stage {stage}")
-        offset += rows[-1]["total_steps"]
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------
