@@ -14,7 +14,8 @@ Symbols touched, and why (the whole list):
     Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to the GeoBench evaluator.
 ``llamafactory.hparams.parser._parse_train_args``
     Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
-    (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names before any work.
+    (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names, stage 0's settings, a finished TSPT
+    run and the GeoBench to decontaminate against before any work.
 ``llamafactory.hparams.parser._parse_infer_args``
     Parse the ``geo_tools*`` keys of chat/webchat/api yamls alongside LLaMA-Factory's own and check them before
     any model loads.
@@ -133,6 +134,7 @@ def _patch_hparams_parser(parser: ModuleType) -> None:
             hf_parser, args, allow_extra_keys=allow_extra_keys
         )
         apply_extension_args(*lf_parsed, tspt_args, geobench_args, decontamination_args)
+        _check_with_domain_code(*lf_parsed[:4])
         return tuple(lf_parsed)
 
     def _parse_infer_args(args: dict[str, Any] | list[str] | None = None) -> tuple[Any, ...]:
@@ -148,6 +150,24 @@ def _patch_hparams_parser(parser: ModuleType) -> None:
 
     parser._parse_train_args = _parse_train_args
     parser._parse_infer_args = _parse_infer_args
+
+
+def _check_with_domain_code(model_args, data_args, training_args, finetuning_args) -> None:
+    """Still at parsing, before any work: the checks ``hparams`` cannot make without importing the domain modules."""
+    if finetuning_args.tspt is not None:
+        from .tspt import check_at_parsing
+
+        check_at_parsing(finetuning_args.tspt, model_args, data_args, training_args, finetuning_args)
+    decontamination = getattr(data_args, "geobench_decontamination", None)
+    if decontamination is not None:
+        from .curation.decontaminate import get_index
+
+        get_index(  # read GeoBench now: a missing or malformed one stops the run before any work
+            decontamination.geobench_decontaminate_task_dir,
+            decontamination.geobench_decontaminate_ngram,
+            cache_dir=model_args.cache_dir,
+            keys=("geobench_decontaminate_task_dir", "geobench_task_dir"),
+        )
 
 
 def _patch_data_parser(data_parser: ModuleType) -> None:

@@ -344,18 +344,23 @@ def run_tspt(
     state.wait_for_everyone()
 
 
-def stop_if_finished(
+def check_at_parsing(
     tspt: TsptArguments,
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: Seq2SeqTrainingArguments,
     finetuning_args: FinetuningArguments,
 ) -> None:
-    """At parsing: a re-run of a finished run says where its result is and exits 0.
+    """After :meth:`TsptArguments.validate`, what needs domain code: stage 0's settings, then a finished run.
 
-    LLaMA-Factory would refuse the ``output_dir`` that holds the result. A stage finished with another configuration
-    is an error here, before any work. The weights are published last, so a run cut short while publishing goes on.
+    A re-run of a finished run says where its result is and exits 0: LLaMA-Factory would refuse the ``output_dir``
+    that holds the result. A stage finished with another configuration is an error here, before any work. The
+    weights are published last, so a run cut short while publishing goes on.
     """
+    if tspt.tspt_vocab_corpus is not None:
+        from .vocab import check_expansion_args
+
+        check_expansion_args(tspt.tspt_vocab_corpus, tspt.tspt_vocab_size, tspt.tspt_vocab_init, data_args.dataset_dir)
     if training_args.overwrite_output_dir:
         return
     output_dir = Path(training_args.output_dir)

@@ -18,7 +18,8 @@ class DecontaminationArguments:
         default=None,
         metadata={
             "help": "GeoBench folder to check against (K2 JSON or JiuZhou CSV layout), as `task_dir` of "
-            "`llamafactory-cli eval`; unset: the hub dataset `daven3/geobench`."
+            "`llamafactory-cli eval`; unset: `geobench_task_dir` (the in-training GeoBench folder) if set, else the hub "
+            "dataset `daven3/geobench`."
         },
     )
     geobench_decontaminate_ngram: int = field(

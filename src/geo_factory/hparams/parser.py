@@ -1,6 +1,13 @@
+"""geo-factory's train arguments after parsing: what they can check alone, then wired into LLaMA-Factory's.
+
+Checks that need domain code (stage 0's corpus, a finished TSPT run, reading GeoBench) run next, in their own
+modules: ``geo_factory.hooks`` calls them. ``hparams`` imports nothing of geo-factory above it.
+"""
+
 from typing import TYPE_CHECKING
 
 from ..datasets import check_dataset_names
+from .checks import check_task_dir
 from .tspt_args import STAGES
 
 
@@ -23,12 +30,9 @@ def apply_extension_args(
     geobench_args: "GeoBenchTrainArguments",
     decontamination_args: "DecontaminationArguments",
 ) -> None:
-    """Validate geo-factory's arguments right after parsing, before any model, data or output work."""
+    """Validate geo-factory's arguments right after parsing, before any model, data or output work; hand them over."""
     if finetuning_args.stage == "tspt":
         tspt_args.validate(model_args, data_args, training_args, finetuning_args)
-        from ..tspt import stop_if_finished
-
-        stop_if_finished(tspt_args, model_args, data_args, training_args, finetuning_args)
         # LLaMA-Factory insists on a dataset for training, and on max_steps when streaming: give it TSPT's own.
         data_args.dataset = tspt_args.all_datasets()
         if data_args.streaming:
@@ -45,11 +49,7 @@ def apply_extension_args(
     if geobench_args.geobench_eval_steps:
         finetuning_args.geobench = geobench_args
     if decontamination_args.geobench_decontaminate:
-        from ..curation.decontaminate import get_index
-
-        get_index(  # read GeoBench now: a missing or malformed one stops the run before any work
-            decontamination_args.geobench_decontaminate_task_dir,
-            decontamination_args.geobench_decontaminate_ngram,
-            cache_dir=model_args.cache_dir,
-        )
+        if decontamination_args.geobench_decontaminate_task_dir is None:  # one GeoBench folder per run
+            check_task_dir("geobench_task_dir", geobench_args.geobench_task_dir)
+            decontamination_args.geobench_decontaminate_task_dir = geobench_args.geobench_task_dir
         data_args.geobench_decontamination = decontamination_args

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from llamafactory.extras import logging
 
 from ..datasets import check_dataset_names, reject_repeated
+from .checks import ConfigError, split
 
 
 if TYPE_CHECKING:
@@ -27,14 +28,6 @@ def global_batch(training_args: "Seq2SeqTrainingArguments") -> int:
     )
 
 
-def _split(value: str | list | None) -> list[str]:
-    """Comma-separated, or a YAML list as LLaMA-Factory's own `dataset` accepts."""
-    if value is None:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
 def _number(value: object) -> float:
     """A float from what YAML or the command line handed over (``1e-3``, ``"5.5e9"``, ``10240``); NaN if none."""
     if isinstance(value, bool):
@@ -51,6 +44,8 @@ class TsptArguments:
 
     Stage 1 adapts the model on a general-heavy mixture, stage 2 specializes it on geoscience
     text with some general replay. Everything not listed here keeps its LLaMA-Factory meaning.
+    What needs domain code (stage 0's corpus and settings, a finished run) is checked after parsing
+    by :func:`geo_factory.tspt.check_at_parsing`.
     """
 
     tspt_stage1_dataset: str | None = field(
@@ -109,7 +104,7 @@ class TsptArguments:
     )
 
     def stage_datasets(self, stage: int) -> list[str]:
-        return _split(getattr(self, f"tspt_stage{stage}_dataset"))
+        return split(getattr(self, f"tspt_stage{stage}_dataset"))
 
     def all_datasets(self) -> list[str]:
         return list(dict.fromkeys(self.stage_datasets(1) + self.stage_datasets(2)))
@@ -117,7 +112,7 @@ class TsptArguments:
     def reject_outside_tspt(self, stage: str) -> None:
         used = [f.name for f in fields(self) if getattr(self, f.name) not in (None, f.default)]
         if used:
-            raise ValueError(f"{', '.join(used)} only apply to `stage: tspt`, but `stage` is `{stage}`.")
+            raise ConfigError(used[0], f"{', '.join(used)} only apply to `stage: tspt`, but `stage` is `{stage}`.")
 
     def validate(
         self,
@@ -128,49 +123,59 @@ class TsptArguments:
     ) -> None:
         """Everything about a TSPT run that can be wrong, checked at parsing: before any work or write."""
         if not training_args.do_train:
-            raise ValueError("`stage: tspt` trains: set `do_train: true`.")
+            raise ConfigError("do_train", "`stage: tspt` trains: set `do_train: true`.")
         if training_args.max_steps != -1:
-            raise ValueError(
+            raise ConfigError(
+                "max_steps",
                 f"`max_steps: {training_args.max_steps}` cannot be used with `stage: tspt`: each stage's steps "
-                "follow from `tspt_stage1_tokens` and `tspt_stage2_tokens`; remove `max_steps`."
+                "follow from `tspt_stage1_tokens` and `tspt_stage2_tokens`; remove `max_steps`.",
             )
         if training_args.resume_from_checkpoint is not None:
-            raise ValueError(
+            raise ConfigError(
+                "resume_from_checkpoint",
                 "`resume_from_checkpoint` cannot be used with `stage: tspt`: run the same command again and each "
-                "unfinished stage resumes from its own last checkpoint."
+                "unfinished stage resumes from its own last checkpoint.",
             )
         if data_args.streaming and training_args.dataloader_num_workers > 0:
-            raise ValueError(
+            raise ConfigError(
+                "dataloader_num_workers",
                 "`dataloader_num_workers` must be 0 with `stage: tspt` and `streaming: true`: the token-share "
-                "mixture is read in order by the main process (workers would each read the whole stream)."
+                "mixture is read in order by the main process (workers would each read the whole stream).",
             )
         if finetuning_args.finetuning_type not in FINETUNING_TYPES:
-            raise ValueError(
+            raise ConfigError(
+                "finetuning_type",
                 f"`finetuning_type: {finetuning_args.finetuning_type}` is not supported by `stage: tspt`; "
-                f"allowed: {', '.join(FINETUNING_TYPES)}."
+                f"allowed: {', '.join(FINETUNING_TYPES)}.",
             )
         if data_args.dataset is not None:
-            raise ValueError(
+            raise ConfigError(
+                "dataset",
                 "`dataset` is not used by `stage: tspt`: name each stage's datasets in `tspt_stage1_dataset` "
-                "and `tspt_stage2_dataset`."
+                "and `tspt_stage2_dataset`.",
             )
         if data_args.packing is False:
-            raise ValueError(
+            raise ConfigError(
+                "packing",
                 "`packing: false` is not supported by `stage: tspt`: budgets and shares count packed "
-                "`cutoff_len`-token blocks; remove `packing`."
+                "`cutoff_len`-token blocks; remove `packing`.",
             )
         if data_args.tokenized_path is not None:
-            raise ValueError("`tokenized_path` is not supported by `stage: tspt`: each stage mixes its own datasets.")
+            raise ConfigError(
+                "tokenized_path",
+                "`tokenized_path` is not supported by `stage: tspt`: each stage mixes its own datasets.",
+            )
         if data_args.interleave_probs is not None or data_args.mix_strategy != "concat":
-            raise ValueError(
+            raise ConfigError(
+                "mix_strategy",
                 "`mix_strategy` and `interleave_probs` are not used by `stage: tspt`: set the token shares with "
-                "`tspt_stage1_mix` and `tspt_stage2_mix`."
+                "`tspt_stage1_mix` and `tspt_stage2_mix`.",
             )
         for stage in STAGES:
             key = f"tspt_stage{stage}_dataset"
             names = self.stage_datasets(stage)
             if not names:
-                raise ValueError(f"`{key}` is required with `stage: tspt` (comma-separated registry names).")
+                raise ConfigError(key, f"`{key}` is required with `stage: tspt` (comma-separated registry names).")
             reject_repeated(
                 names, key, f"name each dataset once and give it its whole share in `tspt_stage{stage}_mix`."
             )
@@ -181,18 +186,17 @@ class TsptArguments:
             self._check_overrides(stage)
 
         if self.tspt_vocab_corpus is not None:
-            from ..vocab import check_expansion_args
-
-            check_expansion_args(
-                self.tspt_vocab_corpus, self.tspt_vocab_size, self.tspt_vocab_init, data_args.dataset_dir
-            )
             if model_args.adapter_name_or_path is not None:
-                raise ValueError(
+                raise ConfigError(
+                    "tspt_vocab_corpus",
                     "`tspt_vocab_corpus` cannot start from `adapter_name_or_path`: merge the adapter first "
-                    "(`llamafactory-cli export`), then expand the merged model."
+                    "(`llamafactory-cli export`), then expand the merged model.",
                 )
         elif self.tspt_vocab_size is not None or self.tspt_vocab_init != "prepared":
-            raise ValueError("`tspt_vocab_size` and `tspt_vocab_init` only apply with `tspt_vocab_corpus` (stage 0).")
+            raise ConfigError(
+                "tspt_vocab_size",
+                "`tspt_vocab_size` and `tspt_vocab_init` only apply with `tspt_vocab_corpus` (stage 0).",
+            )
 
     def stage_steps(self, stage: int, data_args: "DataArguments", training_args: "Seq2SeqTrainingArguments") -> int:
         """Budget / tokens per optimizer step, rounded up, so a stage trains on at least its budget."""
@@ -203,7 +207,7 @@ class TsptArguments:
 
         for name, attr in zip(names, get_dataset_list(names, dataset_dir)):
             if attr.ranking:
-                raise ValueError(f"`{key}`: `{name}` is a ranking (preference) dataset; TSPT pretrains on text.")
+                raise ConfigError(key, f"`{key}`: `{name}` is a ranking (preference) dataset; TSPT pretrains on text.")
 
     def _check_budget(self, stage: int, data_args: "DataArguments", training_args: "Seq2SeqTrainingArguments") -> None:
         """At least one optimizer step; a budget that is not whole steps is rounded up, and the log says so."""
@@ -215,7 +219,9 @@ class TsptArguments:
             f"{training_args.gradient_accumulation_steps} x world size {training_args.world_size})"
         )
         if tokens < step:
-            raise ValueError(f"`{key}: {tokens}` is less than one step at {per_step}: set it to at least {step}.")
+            raise ConfigError(
+                key, f"`{key}: {tokens}` is less than one step at {per_step}: set it to at least {step}."
+            )
         steps = self.stage_steps(stage, data_args, training_args)
         if steps * step != tokens:
             logger.warning_rank0(
@@ -235,7 +241,7 @@ class TsptArguments:
                 continue
             value = _number(raw)
             if not ok(value):  # False for NaN
-                raise ValueError(f"`{key}` must be {allowed}; got `{raw}`.")
+                raise ConfigError(key, f"`{key}` must be {allowed}; got `{raw}`.")
             setattr(self, key, value)
 
     def stage_mix(self, stage: int) -> list[float]:
@@ -244,15 +250,17 @@ class TsptArguments:
         if raw is None:
             return [1.0 / len(names)] * len(names)
         try:
-            shares = [float(x) for x in _split(raw)]
+            shares = [float(x) for x in split(raw)]
         except ValueError:
-            raise ValueError(f"`{key}: {raw}` must be comma-separated numbers, one per dataset.") from None
+            raise ConfigError(key, f"`{key}: {raw}` must be comma-separated numbers, one per dataset.") from None
         if len(shares) != len(names):
-            raise ValueError(
-                f"`{key}` has {len(shares)} shares but `tspt_stage{stage}_dataset` names {len(names)} datasets."
+            raise ConfigError(
+                key, f"`{key}` has {len(shares)} shares but `tspt_stage{stage}_dataset` names {len(names)} datasets."
             )
         if any(not s > 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-6:
-            raise ValueError(f"`{key}: {raw}` must be positive shares that sum to 1 (they sum to {sum(shares):g}).")
+            raise ConfigError(
+                key, f"`{key}: {raw}` must be positive shares that sum to 1 (they sum to {sum(shares):g})."
+            )
         return shares
 
     def stage_tokens(self, stage: int) -> int:
@@ -260,5 +268,5 @@ class TsptArguments:
         raw = getattr(self, key)
         tokens = _number(raw)
         if not (math.isfinite(tokens) and tokens >= 1):
-            raise ValueError(f"`{key}` must be a positive number of tokens, such as 5.5e9; got `{raw}`.")
+            raise ConfigError(key, f"`{key}` must be a positive number of tokens, such as 5.5e9; got `{raw}`.")
         return int(tokens)
