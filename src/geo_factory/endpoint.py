@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class EndpointError(OSError):
-    """The endpoint could not be reached, refused the request, or did not answer like an OpenAI chat endpoint."""
+class EndpointError(ValueError):
+    """The endpoint could not be reached, refused the request, or did not answer like an OpenAI chat endpoint: the
+    user's to fix (URL, key, server), so the commands print it as a message, as every ValueError of theirs."""
 
 
 @dataclass
