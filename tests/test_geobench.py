@@ -194,13 +194,20 @@ def test_published_k2_layout_every_task_counted(tmp_path, tiny_model, cli_env) -
     assert all(tasks[name]["sample_ids"] != list(range(6)) for name in totals)
     assert any("`max_samples: 6`: a random subset of each task" in note for note in results["notes"])
     assert len(predictions) == 6 * len(totals)
-    assert tasks["geobench_npee"]["data_issues"] == {
+    npee_issues = tasks["geobench_npee"]["data_issues"]
+    assert {k: v for k, v in npee_issues.items() if "repeat" not in k and "conflict" not in k} == {
         "duplicate_option_labels": [127],
         "gold_not_in_options": [155, 175],
     }
+    # published repeats: 182 NPEE items hold 121 distinct questions (stem and options, case and spaces aside), 9 of
+    # them keyed two ways (18 items); true/false 134 items, 112 distinct
+    assert (len(npee_issues["repeated_question"]), len(npee_issues["conflicting_keys"])) == (61, 18)
+    assert len(tasks["geobench_npee_tf"]["data_issues"]["repeated_question"]) == 22
     assert tasks["geobench_apstudy"]["data_issues"] == {
         "empty_option_text": [195, 384, 788],
         "empty_question": [603, 703, 1325],
+        "repeated_question": [1051],
+        "conflicting_keys": [1050, 1051],
     }
     assert tasks["geobench_average"]["of"] == ["geobench_npee", "geobench_apstudy"]
     assert set(next(p for p in predictions if p["task"] == "geobench_npee_tf")["probs"]) == {"True", "False"}
@@ -222,11 +229,47 @@ def test_published_jiuzhou_layout_every_row_counted(tmp_path, tiny_model, cli_en
     assert [results["tasks"][t]["total"] for t in ("geobench_npee", "geobench_apstudy")] == [177, 1390]
     assert "geobench_npee_tf" not in results["tasks"]  # not part of JiuZhou's layout, and said so
     assert results["absent"]["geobench_npee_tf"].startswith("not part of the jiuzhou layout")
-    assert results["tasks"]["geobench_npee"]["data_issues"] == {"gold_not_in_options": [150, 170]}
+    npee_issues = results["tasks"]["geobench_npee"]["data_issues"]
+    assert npee_issues["gold_not_in_options"] == [150, 170]
+    # 177 rows, 120 distinct questions, 8 of them keyed two ways
+    assert (len(npee_issues["repeated_question"]), len(npee_issues["conflicting_keys"])) == (57, 16)
     with open(folder / "objective_task_npee.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     for p in (p for p in predictions if p["task"] == "geobench_npee"):  # `Null` options dropped
         assert len(p["probs"]) == sum(cell.strip() != "Null" for cell in rows[p["id"]][1:-1])
+
+
+def test_repeated_questions_are_reported_and_counted_once(tmp_path, tiny_model, cli_env) -> None:
+    """A question asked again (case and spaces aside) counts once in `deduplicated`; one keyed two ways not at all."""
+
+    def item(stem: str, answer: str) -> dict:
+        choices = [{"label": label, "text": text} for label, text in zip("ABC", ("basalt", "granite", "shale"))]
+        return {"question": {"stem": stem, "choices": choices}, "answerKey": answer}
+
+    folder = tmp_path / "repeats"
+    folder.mkdir()
+    items = [
+        item("Which rock is volcanic?", "A"),
+        item("which rock  is VOLCANIC?", "A"),  # the same question again
+        item("Which rock is plutonic?", "B"),
+        item("Which rock is plutonic?", "C"),  # the same question, keyed another way
+        item("Which rock is sedimentary?", "C"),
+    ]
+    (folder / "geobench_apstudy.json").write_text(json.dumps(items))
+    _eval(tmp_path, cli_env, "out", tiny_model, task="geobench_apstudy", task_dir=str(folder), n_shot=0)
+    results, predictions = _outputs(tmp_path / "out")
+    summary = results["tasks"]["geobench_apstudy"]
+    assert summary["data_issues"] == {"repeated_question": [1, 3], "conflicting_keys": [2, 3]}
+    correct = {p["id"]: p["correct"] for p in predictions}
+    assert summary["deduplicated"] == {
+        "scored": 2,
+        "correct": correct[0] + correct[4],
+        "accuracy": round(100 * (correct[0] + correct[4]) / 2, 4),
+        "conflicting_keys": 1,
+    }
+    assert summary["scored"] == 5  # the published protocol's count is unchanged
+    table = (tmp_path / "out" / "results.log").read_text()
+    assert "each question once" in table and "repeated_question 2 (ids 1, 3); conflicting_keys 2 (ids 2, 3)" in table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +426,7 @@ def test_a_finished_run_is_not_overwritten(resumed_and_batched, tmp_path, cli_en
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
     before = (tmp_path / "a" / "results.json").read_bytes()
     proc = run_cli("eval", tmp_path / "a.yaml", cwd=tmp_path, env=cli_env, check=False)
-    assert proc.returncode != 0 and "holds a finished GeoBench run" in proc.stderr
+    assert proc.returncode != 0 and "holds a finished evaluation run" in proc.stderr
     assert (tmp_path / "a" / "results.json").read_bytes() == before
     proc = run_cli(
         "eval", tmp_path / "a.yaml", "overwrite_save_dir=true", "max_samples=5", f"compare_with=[{b / 'results.json'}]",

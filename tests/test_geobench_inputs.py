@@ -1,4 +1,6 @@
-"""GeoBench inputs that used to be accepted silently or to fail late, through the real ``llamafactory-cli``.
+"""GeoBench inputs that used to be accepted silently or to fail late: through the real ``llamafactory-cli``, and
+its configuration errors through the same entry point in this process (one real command line keeps the check that
+a value given there is blamed on it, in one line, with exit status 2).
 
 Bad values of every key GeoBench reads stop the command before any model loads or file is written, naming the
 key and what is allowed; prompts are fitted to the model's context; the judge is checked before the model
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import example, read_trainer_log, run_cli, workdir
+from conftest import EXAMPLES, example, read_trainer_log, run_cli, workdir
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench"
@@ -41,6 +44,23 @@ def _error_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
+EVAL_ERROR = "llamafactory-cli eval: error: "
+
+
+def _eval_error(monkeypatch, capsys, config: Path, *overrides: str) -> str:
+    """``llamafactory-cli eval CONFIG OVERRIDES`` through the command's own entry point, in this process: the one
+    line it prints for a configuration the user must fix (exit status 2)."""
+    from geo_factory.eval import run_eval
+
+    monkeypatch.setattr(sys, "argv", ["llamafactory-cli", str(config), *overrides])
+    with pytest.raises(SystemExit) as stop:
+        run_eval()
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(EVAL_ERROR), error
+    return error.removeprefix(EVAL_ERROR)
+
+
 # ---------------------------------------------------------------------------------------------
 # Out-of-range and mistyped values: named, before any model or file
 
@@ -48,8 +68,8 @@ def _error_line(stderr: str) -> str:
 @pytest.mark.parametrize(
     ("in_yaml", "on_command_line", "message"),
     [
-        ({"n_shot": 8}, [], "`n_shot: 8` asks for more exemplars than `geobench_npee` offers: its 8 questions give "
-         "each at most 7 others. Allowed here: 0 to 5."),
+        ({"n_shot": 8}, [], "`n_shot: 8` asks for more exemplars than `geobench_npee_tf` offers: its 6 questions "
+         "give each at most 5 others. Allowed here: 0 to 5."),
         ({"max_samples": -3}, [], "`max_samples` must be an integer >= 1 (or unset), got -3."),
         ({"max_samples": 2.5}, [], "`max_samples` must be an integer >= 1 (or unset), got 2.5."),
         ({"n_shot": "five"}, [], "`n_shot` must be an integer >= 0, got 'five'."),
@@ -66,35 +86,60 @@ def _error_line(stderr: str) -> str:
          "not a file (expected another results.json)."),
     ],
 )  # fmt: skip
-def test_eval_rejects_bad_values_before_any_work(tmp_path, tiny_model, cli_env, in_yaml, on_command_line, message):
+def test_eval_rejects_bad_values_before_any_work(
+    tmp_path, tiny_model, monkeypatch, capsys, in_yaml, on_command_line, message
+):
     config = _eval_config(tmp_path, tiny_model, **in_yaml)
-    proc = run_cli("eval", config, *on_command_line, cwd=tmp_path, env=cli_env, check=False)
-    assert proc.returncode != 0
-    error = _error_line(proc.stderr)
+    error = _eval_error(monkeypatch, capsys, config, *on_command_line)
     assert error.endswith(message), error
     # a value parsed from the command line is not blamed on the yaml file (data-dependent checks name no source)
     if on_command_line:
-        assert error.startswith("ValueError: command line: ") and str(config) not in error, error
+        assert error.startswith("command line: ") and str(config) not in error, error
     elif "asks for more exemplars" not in message:
-        assert error.startswith(f"ValueError: {config}: "), error
+        assert error.startswith(f"{config}: "), error
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_names_the_command_line_in_one_line(tmp_path, tiny_model, cli_env) -> None:
+    """The real command: a task named on the command line is blamed on it, in one line, exit status 2."""
+    config = _eval_config(tmp_path, tiny_model, task="mmlu_test")
+    proc = run_cli("eval", config, "task=foo", cwd=tmp_path, env=cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert _error_line(proc.stderr).startswith(f"{EVAL_ERROR}command line: Unknown evaluation task `foo` in `task`.")
     assert "all params" not in proc.stderr  # LLaMA-Factory's model loader never ran
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("key", "value", "message"),
     [
-        ("geobench_max_samples=-3", "`geobench_max_samples` must be an integer >= 1 (or unset), got -3."),
-        ("geobench_eval_steps=2.5", "`geobench_eval_steps` must be an integer >= 0, got 2.5."),
-        ("geobench_batch_size=0", "`geobench_batch_size` must be an integer >= 1, got 0."),
-        ("geobench_n_shot=8", "`geobench_n_shot: 8` asks for more exemplars than `geobench_npee` offers"),
+        ("geobench_max_samples", -3, "`geobench_max_samples` must be an integer >= 1 (or unset), got -3."),
+        ("geobench_eval_steps", 2.5, "`geobench_eval_steps` must be an integer >= 0, got 2.5."),
+        ("geobench_batch_size", 0, "`geobench_batch_size` must be an integer >= 1, got 0."),
+        ("geobench_tasks", "geobench_npee_qa", "`geobench_tasks` takes objective tasks only"),
+        ("geobench_tasks", "mmlu_test", "`geobench_general_task_dir` is required for mmlu_test"),
     ],
 )
-def test_train_rejects_bad_geobench_values_before_any_work(tmp_path, tiny_model, cli_env, override, message):
+def test_train_rejects_bad_geobench_values_at_parsing(tmp_path, tiny_model, monkeypatch, key, value, message):
+    """LLaMA-Factory's own parsing of a train yaml, in this process: the bad value stops it, named."""
+    from llamafactory.hparams import get_train_args
+
+    work = workdir(tmp_path, tiny_model)
+    config = yaml.safe_load(_pt_config(work, geobench_eval_steps=4).read_text())
+    monkeypatch.chdir(work)
+    with pytest.raises(ValueError) as err:
+        get_train_args({**config, key: value})
+    assert message in str(err.value)
+    assert not (work / "out").exists()
+
+
+def test_train_checks_exemplars_against_the_data_before_the_model_loads(tmp_path, tiny_model, cli_env) -> None:
     work = workdir(tmp_path, tiny_model)
     config = _pt_config(work, geobench_eval_steps=4)
-    proc = run_cli("train", config, override, cwd=work, env=cli_env, check=False)
+    proc = run_cli("train", config, "geobench_n_shot=8", cwd=work, env=cli_env, check=False)
     assert proc.returncode != 0
+    message = "`geobench_n_shot: 8` asks for more exemplars than `geobench_npee_tf` offers: its 6 questions"
     assert message in _error_line(proc.stderr), proc.stderr[-2000:]
     assert "all params" not in proc.stderr
     assert not (work / "out").exists()
@@ -134,15 +179,12 @@ def test_exemplars_are_dropped_to_fit_the_context(tmp_path, tiny_model, cli_env)
     assert results["settings"]["prompt_limit"] == "`cutoff_len: 200`"
 
 
-def test_a_question_longer_than_the_context_is_an_error(tmp_path, tiny_model, cli_env) -> None:
+def test_a_question_longer_than_the_context_is_an_error(tmp_path, tiny_model, monkeypatch, capsys) -> None:
     model = _short_context_model(tiny_model, tmp_path / "tiny-100", 100)
-    proc = run_cli("eval", _eval_config(tmp_path, model, task="geobench_npee"), cwd=tmp_path, env=cli_env, check=False)
-    assert proc.returncode != 0
-    error = _error_line(proc.stderr)
+    error = _eval_error(monkeypatch, capsys, _eval_config(tmp_path, model, task="geobench_npee"))
     assert "`geobench_npee` question " in error and " prompt tokens even without exemplars, more than 100, " in error
     assert error.endswith("the model's context (`max_position_embeddings: 100`). Leave the task out, or use a model "
                           "with a longer context.")  # fmt: skip
-    assert "all params" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -209,28 +251,26 @@ def _judge_config(work: Path, model: Path, api_base: str) -> Path:
     )  # fmt: skip
 
 
-def test_unreachable_judge_stops_before_the_model(tmp_path, tiny_model, cli_env, judge_server) -> None:
+def test_unreachable_judge_stops_before_the_model(tmp_path, tiny_model, judge_server, monkeypatch, capsys) -> None:
     port = judge_server.server_address[1]
     judge_server.server_close()  # nothing listens there any more
     config = _judge_config(tmp_path, tiny_model, f"http://127.0.0.1:{port}/v1")
-    proc = run_cli("eval", config, cwd=tmp_path, env=cli_env, check=False)
-    assert proc.returncode != 0
-    error = _error_line(proc.stderr)
+    error = _eval_error(monkeypatch, capsys, config)
     assert f"The judge at `judge_api_base: http://127.0.0.1:{port}/v1` cannot be used: GET " in error
     assert error.endswith("is the server running?."), error
-    assert "all params" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_judge_refusing_the_key_stops_before_the_model(tmp_path, tiny_model, cli_env, judge_server) -> None:
+def test_judge_refusing_the_key_stops_before_the_model(
+    tmp_path, tiny_model, judge_server, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("GEOBENCH_JUDGE_KEY", raising=False)
     config = _judge_config(tmp_path, tiny_model, f"http://127.0.0.1:{judge_server.server_address[1]}/v1")
-    proc = run_cli("eval", config, cwd=tmp_path, env=cli_env, check=False)  # GEOBENCH_JUDGE_KEY is not set
-    assert proc.returncode != 0
-    assert _error_line(proc.stderr).endswith(
+    assert _eval_error(monkeypatch, capsys, config).endswith(
         "refused the request (HTTP 401): check the key in $GEOBENCH_JUDGE_KEY ($GEOBENCH_JUDGE_KEY is not set), "
         "which `judge_api_key_env` names."
     )
-    assert "all params" not in proc.stderr and judge_server.chats == 0
+    assert judge_server.chats == 0
     assert not (tmp_path / "out").exists()
 
 
@@ -288,12 +328,36 @@ def _geobench_steps(output_dir: Path) -> list[int]:
     return [row["current_steps"] for row in rows if "geobench_npee_acc" in row]
 
 
-def test_geobench_during_pt_without_template(tmp_path, tiny_model, cli_env) -> None:
+def test_geobench_and_general_tasks_during_pt_without_template(tmp_path, tiny_model, cli_env) -> None:
+    """One pretraining run logs GeoBench (every objective task and the average) beside MMLU, CMMLU and a benchmark of
+    the user's own (eval_info.json in `geobench_general_task_dir`)."""
+    from test_general_eval import write_benchmarks
+
     work = workdir(tmp_path, tiny_model)
-    config = _pt_config(work, geobench_eval_steps=2)
+    general = write_benchmarks(work / "evaluation", n_test=6)
+    for path in (EXAMPLES / "eval" / "my_benchmark").iterdir():  # a benchmark of the user's own beside them
+        shutil.copy(path, general)
+    config = _pt_config(
+        work,
+        geobench_eval_steps=2,
+        geobench_tasks="mmlu_test,cmmlu_test,geobench,rock_quiz",
+        geobench_general_task_dir=str(general),
+    )
     assert "template" not in yaml.safe_load(config.read_text())
     run_cli("train", config, cwd=work, env=cli_env)
     assert _geobench_steps(work / "out") == [2, 4]
+    rows = [row for row in read_trainer_log(work / "out") if "geobench_mmlu_test_acc" in row]
+    assert [row["current_steps"] for row in rows] == [2, 4]
+    for row in rows:
+        # 3 questions per subject: 9 MMLU, 6 CMMLU; 3 of each GeoBench task and of the user's own
+        scored = {"geobench_mmlu_test_acc": 9, "geobench_cmmlu_test_acc": 6, "geobench_rock_quiz_acc": 3}
+        scored.update({f"{t}_acc": 3 for t in OBJECTIVE})
+        for key, n in scored.items():
+            correct = row[key] * n / 100
+            assert abs(correct - round(correct)) < 1e-3 and 0 <= correct <= n, (key, row)
+        assert row["geobench_average_acc"] == pytest.approx(
+            (row["geobench_npee_acc"] + row["geobench_apstudy_acc"]) / 2
+        )
 
 
 def test_geobench_during_tspt_without_template(tmp_path, tiny_model, cli_env) -> None:
@@ -321,7 +385,7 @@ def test_tiny_eval_yaml_keeps_a_finished_run(tmp_path, tiny_model, cli_env) -> N
     results = work / "saves" / "tiny" / "geobench" / "results.json"
     before = results.read_bytes()
     proc = run_cli(*args, cwd=work, env=cli_env, check=False)
-    assert proc.returncode != 0 and "holds a finished GeoBench run" in _error_line(proc.stderr)
+    assert proc.returncode != 0 and "holds a finished evaluation run" in _error_line(proc.stderr)
     assert results.read_bytes() == before
 
 

@@ -93,13 +93,57 @@ def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_mode
     assert not chosen, f"questions the harness did not score: {sorted(chosen)}"
     assert compared >= 20  # of 24: near-ties are the only ones left out
 
+    # one name, one meaning: the harness's `geobench_average` is eval's, the mean of NPEE and APStudy
+    (results_file,) = glob.glob(str(tmp_path / "harness" / "*" / "results_*.json"))
+    scores = json.loads(Path(results_file).read_text())["results"]
+    parts = [scores[name]["acc,none"] for name in ("geobench_npee", "geobench_apstudy")]
+    assert scores["geobench_average"]["acc,none"] == pytest.approx(sum(parts) / 2)
 
-def test_export_errors_are_one_line(tmp_path, capsys) -> None:
+    # exporting again into the folder leaves no task of the earlier export behind
+    again = subprocess.run(
+        [GEO_FACTORY, "export-lm-eval", str(tmp_path / "tasks"), "--model", str(tiny_model), "--template", "mistral",
+         "--task_dir", str(FIXTURES), "--task", "geobench_npee"],
+        capture_output=True, text=True, env=cli_env, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [
+        "geobench.yaml", "geobench_export.json", "geobench_npee.jsonl", "geobench_npee.yaml", "utils.py",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task_dir", "no/such/dir"], "`task_dir: no/such/dir` is not a folder"),
+        # refused before the model's tokenizer is read (there is no model here)
+        (["--task", "mmlu_test"], "export-lm-eval writes objective GeoBench tasks and your own; not mmlu_test."),
+        (
+            ["--task", "geobench_subjective"],
+            "export-lm-eval writes objective GeoBench tasks and your own; not geobench_npee_noun",
+        ),
+    ],
+)
+def test_export_errors_are_one_line(tmp_path, capsys, args: list[str], message: str) -> None:
     from geo_factory.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["export-lm-eval", str(tmp_path / "out"), "--model", str(tmp_path), "--task_dir", "no/such/dir"])
+        main(["export-lm-eval", str(tmp_path / "out"), "--model", str(tmp_path / "no-model"), *args])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "`task_dir: no/such/dir` is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_names_the_task_that_bounds_n_shot(tmp_path, tiny_model, capsys) -> None:
+    from geo_factory.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["export-lm-eval", str(tmp_path / "out"), "--model", str(tiny_model), "--task_dir", str(FIXTURES),
+              "--n_shot", "5000"])  # fmt: skip
+    err = capsys.readouterr().err
+    message = (
+        "`n_shot: 5000` asks for more exemplars than `geobench_npee_tf` offers: its 6 questions give each at most 5 "
+        "others. Allowed here: 0 to 5."
+    )
+    assert message in err, err
     assert not (tmp_path / "out").exists()

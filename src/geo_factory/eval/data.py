@@ -65,6 +65,27 @@ class OpenQuestion:
 Question = ChoiceQuestion | OpenQuestion
 
 
+def question_key(question: ChoiceQuestion) -> tuple[str, ...]:
+    """What makes two published questions the same question: the stem and the option texts, in order, with case and
+    white space normalised (a repeat differing only in those is the same question, asked again)."""
+    return tuple(" ".join(text.split()).casefold() for text in (question.stem, *(t for _, t in question.options)))
+
+
+def repeats(questions: list[ChoiceQuestion]) -> dict[str, list[int]]:
+    """Published repeats, as data issues: every copy after a question's first (``repeated_question``), and every copy
+    of a question keyed more than one way (``conflicting_keys``: no answer can be right on all of them)."""
+    groups: dict[tuple[str, ...], list[ChoiceQuestion]] = {}
+    for question in questions:
+        groups.setdefault(question_key(question), []).append(question)
+    found = {
+        "repeated_question": [q.id for copies in groups.values() for q in copies[1:]],
+        "conflicting_keys": [
+            q.id for copies in groups.values() if len({q.answer for q in copies}) > 1 for q in copies
+        ],
+    }
+    return {issue: sorted(ids) for issue, ids in found.items() if ids}
+
+
 def row_error(path: Path, where: str, problem: str) -> EvalDataError:
     return EvalDataError(f"{path}, {where}: {problem}")
 

@@ -159,20 +159,18 @@ class Evaluator:
         return self.plan.tasks
 
     def _plan(self) -> planning.Plan:
-        """The tasks of `task`, bound to their folders: GeoBench reads `task_dir`, or `geobench_task_dir` when the
-        general benchmarks take `task_dir`."""
+        """The tasks of `task`, bound to their folders: GeoBench reads `task_dir`, or `geobench_task_dir` when other
+        tasks take `task_dir` (the general benchmarks' archives, or eval_info.json for tasks of the user's own)."""
         args = self.eval_args
-        check_task_names(args.task_names, key="task")
-        mixed = {"geobench", "general"} <= planning.families_of(args.task_names)
+        tasks = planning.registry(args.task_dir)
+        check_task_names(args.task_names, key="task", registry=tasks)
+        families = planning.families_of(args.task_names, tasks)
+        mixed = "geobench" in families and len(families) > 1
         if args.geobench_task_dir is not None and not mixed:
             raise ConfigError(
                 "geobench_task_dir",
-                "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench and general benchmarks; here "
-                + (
-                    "`task_dir` is GeoBench's folder."
-                    if "geobench" in planning.families_of(args.task_names)
-                    else "no GeoBench task is asked."
-                ),
+                "`geobench_task_dir` is GeoBench's folder when `task` mixes GeoBench with other tasks; here "
+                + ("`task_dir` is GeoBench's folder." if "geobench" in families else "no GeoBench task is asked."),
             )
         settings = Settings(
             n_shot=args.n_shot,
@@ -184,7 +182,7 @@ class Evaluator:
         )
         geobench_dir = ("geobench_task_dir", args.geobench_task_dir) if mixed else ("task_dir", args.task_dir)
         where = Where(
-            {"geobench": geobench_dir, "general": ("task_dir", args.task_dir)},
+            {"geobench": geobench_dir, "general": ("task_dir", args.task_dir), "custom": ("task_dir", args.task_dir)},
             self.model_args.cache_dir,
             self.model_args.hf_hub_token,
         )

@@ -1,4 +1,5 @@
-"""``geo-factory export-lm-eval DIR``: GeoBench's objective tasks as an lm-evaluation-harness task folder.
+"""``geo-factory export-lm-eval DIR``: GeoBench's objective tasks (and tasks of the user's own, from ``eval_info.json``)
+as an lm-evaluation-harness task folder.
 
 The prompts are the ones ``llamafactory-cli eval`` scores, built by the same code from the same settings (task,
 ``task_dir``, ``n_shot``, ``lang``, ``seed``, ``max_samples``, the model's template and context), rendered as text:
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..hparams.checks import split
-from .plan import families_of
+from .plan import registry
 from .scoring import Encoded, PromptEncoder
-from .tasks import AVERAGE, AVERAGE_OF, OBJECTIVE_SUITE, TASKS, check_task_names, members
+from .tasks import AVERAGE, AVERAGE_OF, OBJECTIVE_SUITE, check_task_names, members
 
 
 GROUP = OBJECTIVE_SUITE
@@ -144,10 +145,11 @@ def export(
     """Write the task folder; returns the manifest (settings, and per task the counts of the tokenization check)."""
     from .evaluator import Evaluator
 
-    check_task_names(split(task), key="--task")
-    others = [name for name in members(split(task)) if TASKS[name].family != "geobench" or not TASKS[name].objective]
-    if others or families_of(split(task)) != {"geobench"}:
-        raise ValueError(f"export-lm-eval writes GeoBench's objective tasks; not {', '.join(others)}.")
+    tasks = registry(task_dir)
+    check_task_names(split(task), key="--task", registry=tasks)
+    others = [name for name in members(split(task)) if tasks[name].family == "general" or not tasks[name].objective]
+    if others:
+        raise ValueError(f"export-lm-eval writes objective GeoBench tasks and your own; not {', '.join(others)}.")
     out = Path(out_dir)
     config = {"model_name_or_path": model, "task": task, "n_shot": n_shot, "lang": lang, "seed": seed}
     config.update(

@@ -10,9 +10,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .families import FAMILIES
+from .families import FAMILIES, custom
 from .families.base import Binding, BoundTask, Settings, Where
-from .tasks import GENERAL_LAYOUT, SUITES, TASKS, check_task_names
+from .tasks import SUITES, TASKS, Task, check_task_names
 
 
 if TYPE_CHECKING:
@@ -31,16 +31,16 @@ class Plan:
 
     @property
     def layout(self) -> str:
-        """GeoBench's layout when it is read, else LLaMA-Factory's."""
-        return self.bindings["geobench"].layout if "geobench" in self.bindings else GENERAL_LAYOUT
+        """GeoBench's layout when it is read, else the first family's."""
+        return (self.bindings.get("geobench") or next(iter(self.bindings.values()))).layout
 
     def folders(self) -> dict[str, str]:
-        """The folders read, as results.json's settings show them."""
-        geobench, general = self.bindings.get("geobench"), self.bindings.get("general")
-        if general is None:
-            return {"task_dir": str(geobench.folder), "layout": geobench.layout}
-        data = {"task_dir": str(general.folder), "layout": general.layout}
-        if geobench is not None:
+        """The folders read, as results.json's settings show them: `task_dir`, and GeoBench's own beside others."""
+        geobench = self.bindings.get("geobench")
+        others = [binding for family, binding in self.bindings.items() if family != "geobench"]
+        main = others[0] if others else geobench
+        data = {"task_dir": str(main.folder), "layout": main.layout}
+        if geobench is not None and others:
             data.update(geobench_task_dir=str(geobench.folder), geobench_layout=geobench.layout)
         return data
 
@@ -57,15 +57,20 @@ class Plan:
             cls.check([task for task in self.tasks if type(task) is cls])
 
 
-def _by_family(names: list[str]) -> dict[str, list[str]]:
+def registry(custom_dir: str | None) -> dict[str, Task]:
+    """The built-in tasks and the user's (``eval_info.json`` in ``custom_dir``)."""
+    return {**TASKS, **custom.user_tasks(custom_dir)}
+
+
+def _by_family(names: list[str], tasks: dict[str, Task]) -> dict[str, list[str]]:
     """The names each family binds: a suite within one family stays a name (it takes what the layout has), a
     suite across families (``jiuzhou``) is opened into its tasks."""
     grouped: dict[str, list[str]] = {}
     for name in names:
         members = SUITES.get(name, (name,))
-        families = {TASKS[member].family for member in members}
+        families = {tasks[member].family for member in members}
         for family, member in (
-            [(families.pop(), name)] if len(families) == 1 else [(TASKS[m].family, m) for m in members]
+            [(families.pop(), name)] if len(families) == 1 else [(tasks[m].family, m) for m in members]
         ):
             grouped.setdefault(family, [])
             if member not in grouped[family]:
@@ -73,10 +78,12 @@ def _by_family(names: list[str]) -> dict[str, list[str]]:
     return grouped
 
 
-def build(names: list[str], settings: Settings, where: Where) -> Plan:
-    """Bind ``names`` (checked) to their families. Local folders are checked before a hub download: families bind
-    from the last to the first, and the run scores them in :data:`FAMILIES` order."""
-    grouped = _by_family(names)
+def build(names: list[str], settings: Settings, where: Where, key: str = "task", objective_only: bool = False) -> Plan:
+    """Check ``names`` (given as ``key``) and bind them to their families. Local folders are checked before a hub
+    download: families bind from the last to the first, and the run scores them in :data:`FAMILIES` order."""
+    tasks = registry(where.dirs.get("custom", (None, None))[1])
+    check_task_names(names, key, objective_only, tasks)
+    grouped = _by_family(names, tasks)
     bindings = {
         family: FAMILIES[family].bind(grouped[family], settings, where)
         for family in reversed(FAMILIES)
@@ -87,8 +94,8 @@ def build(names: list[str], settings: Settings, where: Where) -> Plan:
 
 
 def for_training(args: GeoBenchTrainArguments, cache_dir: str | None = None, token: str | None = None) -> Plan:
-    """The in-training hook's plan (objective tasks, likelihood): checked at parsing, built again by the callback."""
-    check_task_names(args.task_names, key="geobench_tasks", objective_only=True)
+    """The in-training hook's plan (objective tasks, likelihood): checked at parsing, built again by the callback.
+    Tasks of the user's own are read from ``geobench_general_task_dir/eval_info.json``."""
     settings = Settings(
         n_shot=args.geobench_n_shot,
         seed=args.geobench_seed,
@@ -100,13 +107,14 @@ def for_training(args: GeoBenchTrainArguments, cache_dir: str | None = None, tok
         {
             "geobench": ("geobench_task_dir", args.geobench_task_dir),
             "general": ("geobench_general_task_dir", args.geobench_general_task_dir),
+            "custom": ("geobench_general_task_dir", args.geobench_general_task_dir),
         },
         cache_dir,
         token,
     )
-    return build(args.task_names, settings, where)
+    return build(args.task_names, settings, where, key="geobench_tasks", objective_only=True)
 
 
-def families_of(names: list[str]) -> set[str]:
-    """The families ``names`` (checked) draw on."""
-    return set(_by_family(names))
+def families_of(names: list[str], tasks: dict[str, Task]) -> set[str]:
+    """The families ``names`` (checked against ``tasks``) draw on."""
+    return set(_by_family(names, tasks))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..extras import write_json_atomic
+from .data import question_key, repeats
 from .tasks import AVERAGE, AVERAGE_OF, average
 
 
@@ -45,7 +46,7 @@ class SaveDir:
             raise ValueError(f"`save_dir: {self.path}` exists and is not a folder.")
         if (self.path / RESULTS).exists() and not overwrite:
             raise ValueError(
-                f"`save_dir: {self.path}` holds a finished GeoBench run ({RESULTS}); set `overwrite_save_dir: true` "
+                f"`save_dir: {self.path}` holds a finished evaluation run ({RESULTS}); set `overwrite_save_dir: true` "
                 "to replace it, or choose another `save_dir`."
             )
 
@@ -88,7 +89,7 @@ class SaveDir:
                 records[(record["task"], record["id"])] = record
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise ValueError(
-                    f"{path}, line {number}: not a GeoBench prediction; remove the file to start over."
+                    f"{path}, line {number}: not an evaluation prediction; remove the file to start over."
                 ) from None
         return records
 
@@ -121,7 +122,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"`compare_with` names {path}, which is not a readable results.json: {err}.") from None
     if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
-        raise ValueError(f"`compare_with` names {path}, which is not a GeoBench results.json (no `tasks`).")
+        raise ValueError(f"`compare_with` names {path}, which is not an evaluation results.json (no `tasks`).")
     return results
 
 
@@ -134,7 +135,33 @@ def _issues(questions: list[ChoiceQuestion]) -> dict[str, list[int]]:
     for question in questions:
         for issue in question.issues:
             issues.setdefault(issue, []).append(question.id)
-    return issues
+    return {**issues, **repeats(questions)}
+
+
+def deduplicated(questions: list[ChoiceQuestion], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The accuracy with each distinct question counted once (its first scored copy), leaving out the questions
+    keyed more than one way; ``conflicting_keys`` counts those distinct questions among the scored ones."""
+    answers: dict[tuple[str, ...], set[str]] = {}
+    for question in questions:
+        answers.setdefault(question_key(question), set()).add(question.answer)
+    by_id = {record["id"]: record for record in records}
+    counted: dict[tuple[str, ...], bool] = {}
+    conflicting = set()
+    for question in questions:
+        key = question_key(question)
+        if question.id not in by_id or key in counted:
+            continue
+        if len(answers[key]) > 1:
+            conflicting.add(key)
+            continue
+        counted[key] = by_id[question.id]["correct"]
+    correct = sum(counted.values())
+    return {
+        "scored": len(counted),
+        "correct": correct,
+        "accuracy": _percent(correct, len(counted)),
+        "conflicting_keys": len(conflicting),
+    }
 
 
 def summarize_objective(task: BoundTask, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,12 +171,14 @@ def summarize_objective(task: BoundTask, records: list[dict[str, Any]]) -> dict[
     scored = [q for q in questions if q.id in scored_ids]
     summary = {
         "kind": "objective",
+        "family": task.family,
         "description": task.description,
         "metric": "accuracy",
         "accuracy": _percent(correct, len(records)),
         "correct": correct,
         "scored": len(records),
         "total": len(questions),
+        "deduplicated": deduplicated(questions, records),
         "chance": round(100 * statistics.fmean(1 / len(q.labels) for q in scored), 4) if scored else None,
         "data_issues": _issues(questions),
         "source": task.source,
@@ -163,6 +192,7 @@ def summarize_open(task: BoundTask, records: list[dict[str, Any]]) -> dict[str, 
     judge_only = task.task.judge_only
     summary: dict[str, Any] = {
         "kind": "subjective",
+        "family": task.family,
         "description": task.description,
         "metric": "judge" if judge_only else "rouge-l",
         "scored": len(records),
@@ -273,6 +303,10 @@ def format_table(results: dict[str, Any]) -> str:
         for metric, value, chance in metrics:
             shown = ["-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in (value, chance)]
             rows.append((name, metric, *shown, count))
+        once = summary.get("deduplicated")
+        if once and once["scored"] != summary["scored"]:  # published repeats: each question once, beside it
+            shown = "-" if once["accuracy"] is None else f"{once['accuracy']:.2f}"
+            rows.append((name, "  each question once", shown, "", f"{once['scored']}/{summary['scored']}"))
         for category, part in summary.get("categories", {}).items():  # general benchmarks, question-weighted
             shown = ["-" if v is None else f"{v:.2f}" for v in (part["accuracy"], summary.get("chance"))]
             rows.append((name, f"  {category}", *shown, f"{part['scored']}/{part['total']}"))
@@ -297,6 +331,13 @@ def format_table(results: dict[str, Any]) -> str:
     if issues:
         footer.append("Data issues, published defects kept and counted as published:")
         footer += [f"  {line}" for line in issues]
+    if any(
+        s.get("deduplicated", {}).get("scored", s.get("scored")) != s.get("scored") for s in results["tasks"].values()
+    ):
+        footer.append(
+            "each question once: the accuracy with every repeated question counted once and the questions keyed "
+            "more than one way (conflicting_keys) left out; the published protocol's accuracy stays the headline."
+        )
     footer += results["notes"]
     data = f"data: {settings['task_dir']} ({settings['layout']} layout)"
     if settings.get("geobench_task_dir"):
@@ -305,13 +346,17 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def title(results: dict[str, Any]) -> str:
-    """What was evaluated: GeoBench, the general benchmarks, or both (JiuZhou's table)."""
+    """What was evaluated: GeoBench, the general benchmarks, both (JiuZhou's table), or tasks of the user's own."""
     summaries = [s for s in results["tasks"].values() if s["kind"] != "average"]
-    general = any("categories" in s for s in summaries)
-    geobench = any("categories" not in s for s in summaries)
-    return (
-        "GeoBench and general benchmarks" if general and geobench else "General benchmarks" if general else "GeoBench"
-    )
+    # results.json files written before tasks recorded their family: the general benchmarks are those with categories
+    families = {s.get("family") or ("general" if "categories" in s else "geobench") for s in summaries}
+    families = {"geobench" if family == "k2" else family for family in families}
+    names = {
+        frozenset({"geobench"}): "GeoBench",
+        frozenset({"general"}): "General benchmarks",
+        frozenset({"geobench", "general"}): "GeoBench and general benchmarks",
+    }
+    return names.get(frozenset(families), "Evaluation")
 
 
 def question_sets(results: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:

@@ -13,8 +13,9 @@ endpoint for its models with the key, so a wrong URL, a server that is down or a
 any work. The API key is read from the environment variable named by ``judge_api_key_env`` and goes nowhere but
 the request header.
 
-The default criteria are :data:`DEFAULT_CRITERIA`, described to the judge by :data:`RUBRIC` (the default
-rubric); ``judge_criteria`` may name others, which the judge scores on their plain meaning.
+The default criteria are ``geo_factory.hparams.geobench_args.DEFAULT_CRITERIA`` (the argument's default), described
+to the judge by :data:`RUBRIC` (the default rubric); ``judge_criteria`` may name others, which the judge scores on
+their plain meaning.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
 
 
-DEFAULT_CRITERIA = ("accuracy", "completeness", "clarity")
 RUBRIC = {
     "accuracy": "Are the geoscience facts, terms, numbers and reasoning correct? 10: all correct; 5: partly correct "
     "with clear errors; 1: wrong or made up.",

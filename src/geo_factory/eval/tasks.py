@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..hparams.checks import ConfigError
 
@@ -33,6 +33,7 @@ class Task:
     kind: Literal["choice", "tf", "open"]
     files: dict[str, str] = field(repr=False)  # layout -> file, relative to the task's folder
     judge_only: bool = False  # no reference answers: only a judge can score it
+    config: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # a user task's eval_info entry
 
     @property
     def objective(self) -> bool:
@@ -112,17 +113,20 @@ def members(names: list[str]) -> list[str]:
     return list(dict.fromkeys(member for name in names for member in SUITES.get(name, (name,))))
 
 
-def check_task_names(names: list[str], key: str, objective_only: bool = False) -> None:
-    """Fail on an unknown task name (with the close ones) before anything is loaded."""
-    known = [*SUITES, *TASKS]
+def check_task_names(
+    names: list[str], key: str, objective_only: bool = False, registry: dict[str, Task] | None = None
+) -> None:
+    """Fail on an unknown task name (with the close ones) before anything is loaded; ``registry`` adds the user's."""
+    registry = TASKS if registry is None else registry
+    known = [*SUITES, *registry]
     if not names:
         raise ConfigError(key, f"`{key}` names no task; known: {', '.join(known)}.")
     for name in names:
-        if name not in TASKS and name not in SUITES:
+        if name not in registry and name not in SUITES:
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(key, f"Unknown evaluation task `{name}` in `{key}`.{hint} Known: {', '.join(known)}.")
-        if objective_only and (name == SUBJECTIVE_SUITE or (name in TASKS and not TASKS[name].objective)):
+        if objective_only and (name == SUBJECTIVE_SUITE or (name in registry and not registry[name].objective)):
             raise ConfigError(
                 key,
                 f"`{key}` takes objective tasks only (likelihood scoring during training); `{name}` is subjective.",

@@ -1,14 +1,15 @@
 """Benchmark families: one module per kind of benchmark, each behind the protocol of :mod:`.base`.
 
 ``geobench`` (GeoBench in the K2 and JiuZhou layouts), ``k2`` (K2's own prompts and exemplar files on GeoBench's
-objective tasks, ``prompt_style: k2``), ``general`` (MMLU, CMMLU, C-Eval in LLaMA-Factory's layout). A new family
+objective tasks, ``prompt_style: k2``), ``general`` (MMLU, CMMLU, C-Eval in LLaMA-Factory's layout), ``custom``
+(multiple-choice benchmarks of the user's own, registered in ``eval_info.json``). A new family
 is a module with a ``BoundTask`` subclass and a ``bind`` function, an entry in :data:`FAMILIES` and its tasks in
 ``geo_factory.eval.tasks``.
 """
 
-from . import general, geobench
+from . import custom, general, geobench
 
 
 # The modules that bind a registry family's tasks, in the order a run scores them (GeoBench first, as JiuZhou's
 # table). K2 is bound by the GeoBench module: it is GeoBench's objective tasks under another prompt protocol.
-FAMILIES = {"geobench": geobench, "general": general}
+FAMILIES = {"geobench": geobench, "general": general, "custom": custom}

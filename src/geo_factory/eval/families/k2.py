@@ -102,7 +102,7 @@ def load_samples(args: Any, config: dict[str, Any], names: list[str]) -> dict[st
     """
     if args.prompt_style != "k2":
         return {}
-    others = [name for name in members(names) if TASKS[name].family != "geobench"]
+    others = [name for name in members(names) if name not in TASKS or TASKS[name].family != "geobench"]
     if others:
         raise ConfigError(
             "prompt_style",
