@@ -18,7 +18,7 @@ Symbols touched, and why (the whole list):
     run and the GeoBench to decontaminate against before any work.
 ``llamafactory.hparams.parser._parse_infer_args``
     Parse the ``geo_tools*`` keys of chat/webchat/api yamls alongside LLaMA-Factory's own and check them before
-    any model loads.
+    any model loads; the chat model built from those arguments takes the tool session (parsed once).
 ``llamafactory.data.parser.get_dataset_list``
     Resolve dataset names against the user's ``dataset_info.json`` merged over geo-factory's.
 ``llamafactory.data.converter.align_dataset``
@@ -145,7 +145,9 @@ def _patch_hparams_parser(parser: ModuleType) -> None:
         hf_parser = HfArgumentParser([*parser._INFER_ARGS, ToolsArguments])
         allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
         *lf_parsed, tools_args = parser._parse_args(hf_parser, args, allow_extra_keys=allow_extra_keys)
-        tools_args.validate()
+        from .tools.chat import parse_session
+
+        parse_session(tools_args)  # the ChatModel being built, if any, takes it (see _patch_chat_model)
         return tuple(lf_parsed)
 
     parser._parse_train_args = _parse_train_args
@@ -279,7 +281,7 @@ def _patch_chat_model(chat_model: ModuleType) -> None:
     def __init__(self, *args, **kwargs) -> None:
         init(self, *args, **kwargs)
         chat.close_at_exit(self)
-        tool_chat.attach(self, args[0] if args else kwargs.get("args"))
+        tool_chat.attach(self)
 
     chat_model.ChatModel.__init__ = __init__
     chat_model.ChatModel.stream_chat = lambda self, *args, **kwargs: tool_chat.stream_chat(

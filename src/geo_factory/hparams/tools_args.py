@@ -1,9 +1,15 @@
 from dataclasses import dataclass, field
 
+from .checks import check_int, check_number, check_str
+
 
 @dataclass
 class ToolsArguments:
-    """Geoscience tools the model may call in ``llamafactory-cli chat`` / ``webchat`` (see ``geo-factory tools``)."""
+    """Geoscience tools the model may call in ``llamafactory-cli chat`` / ``webchat`` (see ``geo-factory tools``).
+
+    The tool names are checked against the registry after parsing, where the chat's tool session is built
+    (:func:`geo_factory.tools.chat.parse_session`): ``hparams`` imports nothing of the tools.
+    """
 
     geo_tools: str | None = field(
         default=None,
@@ -17,16 +23,7 @@ class ToolsArguments:
     )
     geo_tools_timeout: float = field(default=10.0, metadata={"help": "Time limit of one tool call, in seconds."})
 
-    def validate(self) -> None:
-        """Before any model loads: the names, the round limit and the time limit."""
-        from ..tools import select_tools
-
-        try:
-            select_tools(self.geo_tools)
-        except ValueError as err:
-            raise ValueError(f"`geo_tools: {self.geo_tools}`: {err}") from None
-        rounds, timeout = self.geo_tools_max_rounds, self.geo_tools_timeout
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"`geo_tools_max_rounds` must be an integer >= 1, got {rounds!r}.")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"`geo_tools_timeout` must be a number of seconds > 0, got {timeout!r}.")
+    def __post_init__(self):
+        check_str("geo_tools", self.geo_tools, optional=True)
+        check_int("geo_tools_max_rounds", self.geo_tools_max_rounds, 1)
+        check_number("geo_tools_timeout", self.geo_tools_timeout, 0)

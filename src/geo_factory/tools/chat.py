@@ -16,16 +16,20 @@ caller passing its own ``tools`` (webchat's tools box) gets LLaMA-Factory's beha
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..hparams.checks import ConfigError
 from .registry import TOOLS, observation, select_tools
 
 
 if TYPE_CHECKING:
     from llamafactory.chat import ChatModel
     from llamafactory.data.template import Template
+
+    from ..hparams.tools_args import ToolsArguments
 
 
 MALFORMED = "malformed tool call: it could not be parsed; call again with valid JSON arguments, or answer."
@@ -45,18 +49,24 @@ class ToolSession:
         return json.dumps([TOOLS[name].schema() for name in self.names], ensure_ascii=False)
 
 
-def attach(chat_model: ChatModel, args: dict[str, Any] | list[str] | None = None) -> None:
-    """Read ``geo_tools*`` from the same arguments the chat model was built from (checked at parsing)."""
-    from llamafactory.hparams.parser import _parse_args
-    from transformers import HfArgumentParser
+_parsed = threading.local()  # the session of the infer arguments parsed last on this thread, until attached
 
-    from ..hparams.tools_args import ToolsArguments
 
-    (tools_args,) = _parse_args(HfArgumentParser([ToolsArguments]), args, allow_extra_keys=True)
-    names = select_tools(tools_args.geo_tools)
-    chat_model.geo_tools = (
+def parse_session(tools_args: ToolsArguments) -> None:
+    """At infer-arg parsing, before any model loads: check the tool names and keep the session for :func:`attach`."""
+    try:
+        names = select_tools(tools_args.geo_tools)
+    except ValueError as err:
+        raise ConfigError("geo_tools", f"`geo_tools: {tools_args.geo_tools}`: {err}") from None
+    _parsed.session = (
         ToolSession(tuple(names), tools_args.geo_tools_max_rounds, tools_args.geo_tools_timeout) if names else None
     )
+
+
+def attach(chat_model: ChatModel) -> None:
+    """Hand the chat model the session of its own arguments: ``ChatModel.__init__`` has just parsed them."""
+    chat_model.geo_tools = getattr(_parsed, "session", None)
+    _parsed.session = None
 
 
 def _call_marker(template: Template) -> str | None:
