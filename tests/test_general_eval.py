@@ -307,3 +307,14 @@ def test_mistakes_fail_before_any_work(tmp_path, config: dict, message: str) -> 
         Evaluator({**base, **config})
     assert message in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_evaluation_folder_is_the_default_task_dir(tmp_path, tiny_model, monkeypatch) -> None:
+    """LLaMA-Factory's old default: JiuZhou's eval yaml has no `task_dir`, it ran where `evaluation/` was."""
+    from geo_factory.eval.evaluator import Evaluator
+
+    write_benchmarks(tmp_path / "evaluation", n_test=2)
+    monkeypatch.chdir(tmp_path)
+    evaluator = Evaluator({"model_name_or_path": str(tiny_model), "task": "mmlu_test", "save_dir": "out"})
+    assert evaluator.plan.folders() == {"task_dir": "evaluation", "layout": "llamafactory"}
+    assert [len(task.selected) for task in evaluator.tasks] == [2 * len(SUBJECTS["mmlu"])]

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import EXAMPLES, example, read_trainer_log, run_cli, workdir
+from openai_standin import serving
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench"
@@ -192,56 +191,10 @@ def test_a_question_longer_than_the_context_is_an_error(tmp_path, tiny_model, mo
 # The judge: checked before the model loads; a run it stopped resumes by judging only
 
 
-class _JudgeHandler(BaseHTTPRequestHandler):
-    server: _JudgeServer
-
-    def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {JUDGE_KEY}":
-            return True
-        self._reply(401, {"error": {"message": "invalid key"}})
-        return False
-
-    def do_GET(self) -> None:
-        if self._authorized():
-            self._reply(200, {"object": "list", "data": [{"id": "judge", "object": "model"}]})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        if self._authorized():
-            self.server.chats += 1
-            if self.server.broken:
-                self._reply(200, {"detail": "not a chat completion"})
-            else:
-                self._reply(200, {"choices": [{"message": {"role": "assistant", "content": JUDGE_REPLY}}]})
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _JudgeServer(ThreadingHTTPServer):
-    chats = 0
-    broken = False
-
-
 @pytest.fixture
 def judge_server():
-    server = _JudgeServer(("127.0.0.1", 0), _JudgeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(JUDGE_KEY, JUDGE_REPLY) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _judge_config(work: Path, model: Path, api_base: str) -> Path:
@@ -270,7 +223,7 @@ def test_judge_refusing_the_key_stops_before_the_model(
         "refused the request (HTTP 401): check the key in $GEOBENCH_JUDGE_KEY ($GEOBENCH_JUDGE_KEY is not set), "
         "which `judge_api_key_env` names."
     )
-    assert judge_server.chats == 0
+    assert not judge_server.requests
     assert not (tmp_path / "out").exists()
 
 
@@ -288,11 +241,12 @@ def test_a_run_the_judge_stopped_resumes_by_judging_only(tmp_path, tiny_model, c
 
     # no model any more: the rerun must not generate, only judge
     (model / "model.safetensors").unlink()
-    judge_server.broken, judge_server.chats = False, 0
+    judge_server.broken = False
+    judge_server.requests.clear()
     proc = run_cli("eval", config, cwd=tmp_path, env=env)
     resuming = f"Resuming the unfinished run in {out}: 3 predictions found, 3 of them still to be judged."
     assert resuming in proc.stdout
-    assert judge_server.chats == 3
+    assert len(judge_server.requests) == 3
     results = json.loads((out / "results.json").read_text())
     judged = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(p["id"], p["prediction"]) for p in judged] == [(a["id"], a["prediction"]) for a in answers]

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import transformers
@@ -57,6 +58,7 @@ logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's
 
 _EVAL_ARGS = [ModelArguments, DataArguments, EvalArguments, FinetuningArguments, GeneratingArguments]
 _INFER_ARGS = (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
+DEFAULT_TASK_DIR = "evaluation"  # the general benchmarks' folder when `task_dir` is not given and it exists here
 _SECRET_KEY = re.compile(r"token|api_key|secret|password", re.IGNORECASE)
 
 
@@ -162,10 +164,12 @@ class Evaluator:
         """The tasks of `task`, bound to their folders: GeoBench reads `task_dir`, or `geobench_task_dir` when other
         tasks take `task_dir` (the general benchmarks' archives, or eval_info.json for tasks of the user's own)."""
         args = self.eval_args
-        tasks = planning.registry(args.task_dir)
+        default = DEFAULT_TASK_DIR if Path(DEFAULT_TASK_DIR).is_dir() else None  # LLaMA-Factory's old default
+        tasks = planning.registry(args.task_dir or default)
         check_task_names(args.task_names, key="task", registry=tasks)
         families = planning.families_of(args.task_names, tasks)
         mixed = "geobench" in families and len(families) > 1
+        task_dir = args.task_dir if args.task_dir is not None or families == {"geobench"} else default
         if args.geobench_task_dir is not None and not mixed:
             raise ConfigError(
                 "geobench_task_dir",
@@ -180,9 +184,9 @@ class Evaluator:
             eval_mode=args.eval_mode,
             k2_samples=load_samples(args, self.config, args.task_names),
         )
-        geobench_dir = ("geobench_task_dir", args.geobench_task_dir) if mixed else ("task_dir", args.task_dir)
+        geobench_dir = ("geobench_task_dir", args.geobench_task_dir) if mixed else ("task_dir", task_dir)
         where = Where(
-            {"geobench": geobench_dir, "general": ("task_dir", args.task_dir), "custom": ("task_dir", args.task_dir)},
+            {"geobench": geobench_dir, "general": ("task_dir", task_dir), "custom": ("task_dir", task_dir)},
             self.model_args.cache_dir,
             self.model_args.hf_hub_token,
         )

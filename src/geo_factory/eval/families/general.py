@@ -315,8 +315,9 @@ def bind(names: list[str], settings: Settings, where: Where) -> Binding:
         raise ConfigError(
             key,
             f"`{key}` is required for {', '.join(names)}: the folder that holds LLaMA-Factory's evaluation layout "
-            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json). geo-factory does not "
-            "download these benchmarks.",
+            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json); `llamafactory-cli eval` "
+            "also finds it as `evaluation/` in the working directory, LLaMA-Factory's old default. geo-factory does "
+            "not download these benchmarks.",
         )
     folder = Path(task_dir)
     if not folder.is_dir():
