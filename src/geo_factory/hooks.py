@@ -11,11 +11,12 @@ Symbols touched, and why (the whole list):
 ``llamafactory`` (import)
     Version guard: the installed version must lie in :data:`SUPPORTED`, else nothing is patched.
 ``llamafactory.launcher.launch`` / ``USAGE``
-    Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to the GeoBench evaluator.
+    Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to geo-factory's evaluator.
 ``llamafactory.hparams.parser._parse_train_args``
     Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names, stage 0's settings, a finished TSPT
-    run and the GeoBench to decontaminate against before any work.
+    run, the in-training evaluation's task names and folders, and the GeoBench to decontaminate against before any
+    work.
 ``llamafactory.hparams.parser._parse_infer_args``
     Parse the ``geo_tools*`` keys of chat/webchat/api yamls alongside LLaMA-Factory's own and check them before
     any model loads; the chat model built from those arguments takes the tool session (parsed once).
@@ -160,6 +161,11 @@ def _check_with_domain_code(model_args, data_args, training_args, finetuning_arg
         from .tspt import check_at_parsing
 
         check_at_parsing(finetuning_args.tspt, model_args, data_args, training_args, finetuning_args)
+    geobench = getattr(finetuning_args, "geobench", None)
+    if geobench is not None:
+        from .eval.plan import for_training
+
+        for_training(geobench, model_args.cache_dir, model_args.hf_hub_token)  # task names and their folders
     decontamination = getattr(data_args, "geobench_decontamination", None)
     if decontamination is not None:
         from .curation.decontaminate import get_index
