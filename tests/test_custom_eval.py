@@ -147,3 +147,13 @@ def test_export_lm_eval_writes_own_tasks(tmp_path, tiny_model, capsys) -> None:
     rows = [json.loads(line) for line in (tmp_path / "tasks" / "core_quiz.jsonl").read_text().splitlines()]
     assert [len(row["choices"]) for row in rows] == [4, 4, 4, 4, 5, 4, 4, 5]
     assert "core_quiz: 8 questions" in capsys.readouterr().out
+
+
+def test_llamaboard_lists_the_tasks_of_the_chosen_folder() -> None:
+    import llamafactory.webui.interface  # noqa: F401  (LlamaBoard first: geo-factory's panel patches into it)
+
+    from geo_factory import webui
+
+    mine = [value for _, value in webui.tasks_in(str(EXAMPLE)).choices]
+    assert mine[-2:] == ["rock_quiz", "core_quiz"]
+    assert "rock_quiz" not in [value for _, value in webui.tasks_in("").choices]

@@ -292,8 +292,21 @@ def _in(tab, block):
 # The evaluation panel (llamafactory.webui.components.eval)
 
 
-def _task_choices(names: list[str]) -> list[tuple[str, str]]:
-    return [(f"{name}: {TASKS[name].description}" if name in TASKS else name, name) for name in names]
+def _task_choices(names: list[str], tasks: dict | None = None) -> list[tuple[str, str]]:
+    tasks = TASKS if tasks is None else tasks
+    return [(f"{name}: {tasks[name].description}" if name in tasks else name, name) for name in names]
+
+
+def tasks_in(task_dir: str | None) -> gr.Dropdown:
+    """The eval panel's task list for a folder: the built-in tasks and those of its eval_info.json, if any."""
+    from .eval.plan import registry
+
+    try:
+        tasks = registry((task_dir or "").strip() or None)
+    except ValueError as err:  # a broken eval_info.json: said when the run starts, with the file and key
+        gr.Warning(str(err))
+        tasks = TASKS
+    return gr.Dropdown(choices=_task_choices([*SUITES, *tasks], tasks))
 
 
 def create_eval_tab(create_eval_tab: Callable, engine: Engine) -> dict[str, Component]:
@@ -323,6 +336,7 @@ def create_eval_tab(create_eval_tab: Callable, engine: Engine) -> dict[str, Comp
             bench_output = gr.Markdown()
             bench_chart = gr.Image(visible=False, interactive=False, show_label=False, type="pil")
 
+    bench_task_dir.change(tasks_in, [bench_task_dir], [bench_task], queue=False)
     ours = {
         "bench_tab": bench_tab,
         "bench_task": bench_task,
