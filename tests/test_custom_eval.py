@@ -99,6 +99,7 @@ def _broken(tmp_path: Path, entry: dict | None = None, rows: list[dict] | None =
     folder.mkdir()
     rows = rows or [{"question": "Which rock is volcanic?", "options": ["basalt", "granite"], "answer": "A"}]
     (folder / "quiz.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / "quiz.txt").write_text("a file of no format eval reads\n")
     columns = {"question": "question", "options": "options", "answer": "answer"}
     (folder / "eval_info.json").write_text(
         json.dumps({"quiz": {"file_name": "quiz.jsonl", "columns": columns, **(entry or {})}})
@@ -120,7 +121,8 @@ ROW = {"question": "Which rock is volcanic?", "options": ["basalt", "granite"], 
         (None, [{**ROW, "question": " "}], "quiz.jsonl, row 0: column `question`: the question is empty."),
         ({"file": "quiz.jsonl"}, None, "task `quiz`: unknown key `file`; allowed: columns, description, dev_file_name"),
         ({"file_name": "missing.csv"}, None, "missing.csv does not exist (named in eval_info.json)."),
-        ({"file_name": "eval_info.json"}, None, "must hold a list of rows (objects)."),
+        ({"file_name": "eval_info.json"}, None, "eval_info.json: a .json file must hold a list of rows."),
+        ({"file_name": "quiz.txt"}, None, "quiz.txt: expected a .json, .jsonl, .csv or .parquet file."),
     ],
 )  # fmt: skip
 def test_bad_registry_or_rows_fail_before_any_work(tmp_path, entry, rows, message) -> None:

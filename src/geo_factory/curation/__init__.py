@@ -1,2 +1,2 @@
-"""Building data: corpus cleaning (``corpus``, on the datatrove steps of ``steps``), instruction data (``sft``),
-GeoBench decontamination (``decontaminate``), and the JSON/JSONL row reader they share (``rows``)."""
+"""Building data: corpus cleaning (``corpus``, on the datatrove steps of ``steps``), instruction data (``sft``)
+and GeoBench decontamination (``decontaminate``); they read their files with ``geo_factory.rows``."""

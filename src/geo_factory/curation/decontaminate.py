@@ -344,7 +344,7 @@ def decontaminate_files(
     import json
 
     from ..extras import write_json_atomic
-    from .rows import read_rows
+    from ..rows import read_rows
 
     paths = [Path(p) for p in inputs]
     for path in paths:

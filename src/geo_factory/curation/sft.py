@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..endpoint import ChatEndpoint
 from ..extras import write_json_atomic
-from .rows import read_rows
+from ..rows import read_rows
 
 
 TEMPLATES = {

@@ -17,7 +17,6 @@ row and the column, before any model loads.
 
 from __future__ import annotations
 
-import csv
 import json
 import string
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...hparams.checks import ConfigError
+from ...rows import read_rows as rows_of
 from ..data import ChoiceQuestion, EvalDataError, Question, read_json, row_error
 from ..prompts import WORDING, ExemplarSampler, check_n_shot
 from ..tasks import TASKS, Task
@@ -99,31 +99,11 @@ def _check_columns(columns: Any, where: str) -> None:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a json, jsonl, csv or parquet file, as dictionaries."""
+    """The rows of a task's file, each an object."""
     if not path.is_file():
         raise EvalDataError(f"{path} does not exist (named in {INFO}).")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        rows = read_json(path)
-    elif suffix == ".jsonl":
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise row_error(path, f"line {number}", f"not valid JSON: {err}.") from None
-    elif suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    else:
-        raise EvalDataError(f"{path}: expected a .json, .jsonl, .csv or .parquet file.")
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+    rows = rows_of(path)
+    if not all(isinstance(row, dict) for row in rows):
         raise EvalDataError(f"{path} must hold a list of rows (objects).")
     return rows
 
