@@ -44,6 +44,7 @@ from .families.k2 import load_samples, shown_settings
 from .prompts import Budget
 from .report import SaveDir, format_table, question_sets, read_results, run_notes, summarize
 from .scoring import Chat, LikelihoodScorer, PromptEncoder, generate, generate_records, likelihood_records
+from .styles import protocol
 from .subjective import Judge, reference_scores
 from .tasks import check_task_names
 
@@ -183,6 +184,7 @@ class Evaluator:
             max_samples=self.data_args.max_samples,
             eval_mode=args.eval_mode,
             k2_samples=load_samples(args, self.config, args.task_names),
+            protocol=protocol(args.prompt_style, self.config, tasks, args.task_names),
         )
         geobench_dir = ("geobench_task_dir", args.geobench_task_dir) if mixed else ("task_dir", task_dir)
         where = Where(

@@ -319,7 +319,9 @@ def format_table(results: dict[str, Any]) -> str:
     settings = results["settings"]
     header = f"{title(results)}: {results['model']['name']}"
     if any(summary["kind"] == "objective" for summary in results["tasks"].values()):
-        header += f" (objective: {settings['eval_mode']}, {settings['n_shot']}-shot, seed {settings['seed']})"
+        style = settings.get("prompt_style", "default")
+        prompts = "" if style == "default" else f", {style} prompts"
+        header += f" (objective: {settings['eval_mode']}, {settings['n_shot']}-shot{prompts}, seed {settings['seed']})"
     footer = [f"{name}: {why}." for name, why in results.get("absent", {}).items()]
     for name, summary in results["tasks"].items():
         if summary.get("fewer_shots"):

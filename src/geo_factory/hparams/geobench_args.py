@@ -23,7 +23,7 @@ from .checks import (
 DEFAULT_CRITERIA = ("accuracy", "completeness", "clarity")  # what the judge scores; see geo_factory.eval.subjective
 EvalMode = Literal["likelihood", "generate"]
 Lang = Literal["en", "zh"]
-PromptStyle = Literal["default", "k2"]
+PromptStyle = Literal["default", "k2", "lm_eval"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -166,9 +166,11 @@ class EvalArguments:
     prompt_style: str = field(
         default="default",
         metadata={
-            "help": "Objective prompts: `default` (the chat template, `n_shot` exemplars from the task) or `k2` (K2's "
-            "raw Alpaca-style prompt with the exemplars of `k2_samples` / `k2_samples_wa`; each objective task scored "
-            "with and without `The answer is:`, as K2 reports them; likelihood only)."
+            "help": "Objective prompts: `default` (LLaMA-Factory's protocol: the chat template, `n_shot` exemplars as "
+            "turns), `k2` (K2's raw Alpaca-style prompt with the exemplars of `k2_samples` / `k2_samples_wa`; each "
+            "GeoBench objective task scored with and without `The answer is:`, as K2 reports them) or `lm_eval` "
+            "(lm-evaluation-harness 0.4's prompts for MMLU, CMMLU, C-Eval and tasks of your own, so that scores "
+            "equal the harness's). `k2` and `lm_eval` score likelihoods."
         },
     )
     k2_samples: str | None = field(
@@ -279,9 +281,10 @@ class EvalArguments:
             check_str(key, getattr(self, key), optional=True)
             if self.prompt_style != "k2" and getattr(self, key) is not None:
                 raise ConfigError(key, f"`{key}` is read with `prompt_style: k2` only; set it, or remove `{key}`.")
-        if self.prompt_style == "k2" and self.eval_mode != "likelihood":
+        if self.prompt_style != "default" and self.eval_mode != "likelihood":
             raise ConfigError(
-                "eval_mode", "`prompt_style: k2` scores option likelihoods: use `eval_mode: likelihood`."
+                "eval_mode",
+                f"`prompt_style: {self.prompt_style}` scores option likelihoods: use `eval_mode: likelihood`.",
             )
 
 

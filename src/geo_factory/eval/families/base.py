@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..data import Question
+from ..data import ChoiceQuestion, Question
 from ..prompts import Budget, ExemplarSampler, subset
-from ..scoring import chat_prompts, choice_prompts
+from ..styles import STYLES
 
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class Settings:
     eval_mode: str = "likelihood"
     n_shot_key: str = "n_shot"  # the key messages name
     k2_samples: dict[str, Any] = field(default_factory=dict)  # prompt_style: k2, by variant
+    protocol: str = "default"  # the prompt protocol of geo_factory.eval.styles: default or lm_eval
 
 
 @dataclass(frozen=True)
@@ -110,19 +111,12 @@ class BoundTask:
         return ExemplarSampler(self.questions, self.settings.n_shot, self.settings.seed)
 
     def prompts(self, encoder: PromptEncoder, budget: Callable[[bool], Budget | None]) -> list[Any]:
-        """The prompt of every selected question, fitted to ``budget(generation)``."""
-        build = chat_prompts if self.generation else choice_prompts
-        s = self.settings
-        return build(
-            encoder,
-            self.questions,
-            self.selected,
-            s.n_shot,
-            s.seed,
-            self.lang,
-            budget(self.generation),
-            self.sampler(),
-        )
+        """The prompt of every selected question in the run's protocol, fitted to ``budget(generation)``."""
+        return STYLES[self.settings.protocol](self, encoder, budget)
+
+    def harness_format(self, question: ChoiceQuestion) -> tuple[str, str]:
+        """lm-evaluation-harness's description and answer cue for ``question`` (``prompt_style: lm_eval``)."""
+        raise ValueError(f"`{self.name}` has no lm-evaluation-harness format.")
 
     def records(self, batches: Iterator[list[dict[str, Any]]], todo: list[Question]) -> Iterator[list[dict[str, Any]]]:
         """Scored records as they are written; a family may add what makes them checkable."""
@@ -137,7 +131,7 @@ class BoundTask:
 
     def fingerprint(self) -> dict[str, Any]:
         """What the predictions depend on beyond the shared settings."""
-        return {}
+        return {} if self.settings.protocol == "default" else {"prompt_style": self.settings.protocol}
 
     def data_files(self) -> dict[str, Path]:
         """Every file read, by its name under the folder (their sha256 go to results.json and run_config.json)."""

@@ -28,6 +28,7 @@ from ...hparams.checks import ConfigError
 from ...rows import read_rows as rows_of
 from ..data import ChoiceQuestion, EvalDataError, Question, read_json, row_error
 from ..prompts import WORDING, ExemplarSampler, check_n_shot
+from ..styles import HARNESS_EN, HARNESS_ZH
 from ..tasks import TASKS, Task
 from .base import Binding, BoundTask, Where
 from .general import GENERAL_INTRO
@@ -275,6 +276,11 @@ class CustomTask(BoundTask):
 
     def notes(self) -> list[str]:
         return [NOTE]
+
+    def harness_format(self, question: ChoiceQuestion) -> tuple[str, str]:
+        """MMLU's format (CMMLU's in Chinese), the subject named where the task has subjects."""
+        description, cue = HARNESS_ZH if self.default_lang == "zh" else HARNESS_EN
+        return (description.format(subject=question.subject) if question.subject else ""), cue
 
     def data_files(self) -> dict[str, Path]:
         names = [INFO, self.file, *([self.spec["dev_file_name"]] if "dev_file_name" in self.spec else [])]

@@ -27,6 +27,7 @@ from typing import Any
 from ...hparams.checks import ConfigError
 from ..data import ChoiceQuestion, EvalDataError, Question
 from ..prompts import subset
+from ..styles import HARNESS_CEVAL, HARNESS_EN, HARNESS_ZH
 from ..tasks import GENERAL_LAYOUT, TASKS
 from .base import Binding, BoundTask, Settings, Where
 
@@ -76,6 +77,9 @@ BENCHMARKS = {
         1,
     ),
 }
+
+
+HARNESS_FORMATS = {"mmlu_test": HARNESS_EN, "cmmlu_test": HARNESS_ZH, "ceval_validation": HARNESS_CEVAL}
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,10 @@ class GeneralTask(BoundTask):
 
     def notes(self) -> list[str]:
         return [NOTE]
+
+    def harness_format(self, question: ChoiceQuestion) -> tuple[str, str]:
+        description, cue = HARNESS_FORMATS[self.name]
+        return description.format(subject=self.data.subjects[question.subject].name), cue
 
     def data_files(self) -> dict[str, Path]:
         bench = BENCHMARKS[self.name]
