@@ -286,6 +286,20 @@ MALFORMED = [
             "`geobench_task_dir` is GeoBench's folder when `task` mixes",
         ),
         *(({"task": TASK_OF[bench], "task_dir": f"BAD_{bench}"}, message) for bench, _, _, message in MALFORMED),
+        # the harness's protocol: its formats, likelihoods, its own wording
+        (
+            {"task": "mmlu_test,geobench_npee", "prompt_style": "lm_eval", "geobench_task_dir": "."},
+            "`prompt_style: lm_eval` is lm-evaluation-harness's protocol for MMLU, CMMLU, C-Eval and tasks of your own;"
+            " geobench_npee has no harness format",
+        ),
+        (
+            {"task": "mmlu_test", "prompt_style": "lm_eval", "lang": "en"},
+            "`lang` does not apply with `prompt_style: lm_eval`",
+        ),
+        (
+            {"task": "mmlu_test", "prompt_style": "lm_eval", "eval_mode": "generate"},
+            "`prompt_style: lm_eval` scores option likelihoods: use `eval_mode: likelihood`.",
+        ),
     ],
 )
 def test_mistakes_fail_before_any_work(tmp_path, config: dict, message: str) -> None:
@@ -318,3 +332,36 @@ def test_an_evaluation_folder_is_the_default_task_dir(tmp_path, tiny_model, monk
     evaluator = Evaluator({"model_name_or_path": str(tiny_model), "task": "mmlu_test", "save_dir": "out"})
     assert evaluator.plan.folders() == {"task_dir": "evaluation", "layout": "llamafactory"}
     assert [len(task.selected) for task in evaluator.tasks] == [2 * len(SUBJECTS["mmlu"])]
+
+
+def _doc_to_text(question, cue: str) -> str:
+    """The harness's doc_to_text of these tasks: the question, `A. ...` lines, the cue."""
+    return f"{question.stem}\n" + "".join(f"{label}. {text}\n" for label, text in question.options) + cue
+
+
+def test_lm_eval_prompts_are_the_harness_tasks_text(tmp_path, tiny_model) -> None:
+    """`prompt_style: lm_eval` scores, for each question, exactly the text lm-evaluation-harness 0.4's mmlu, cmmlu and
+    ceval-valid tasks build (their yamls' description, doc_to_text, `" " + letter` exemplars joined by a blank line,
+    the first n_shot dev questions), without template or special tokens."""
+    from geo_factory.eval.evaluator import Evaluator
+    from geo_factory.eval.styles import harness_context
+
+    folder = write_benchmarks(tmp_path / "data", n_test=2)
+    config = {"model_name_or_path": str(tiny_model), "template": "mistral", "prompt_style": "lm_eval", "n_shot": 2}
+    evaluator = Evaluator({**config, "task": "mmlu_test,cmmlu_test,ceval_validation", "task_dir": str(folder),
+                           "save_dir": str(tmp_path / "out")})  # fmt: skip
+    descriptions = {
+        "mmlu_test": ("The following are multiple choice questions (with answers) about {}.\n\n", "Answer:"),
+        "cmmlu_test": ("以下是关于{}的单项选择题，请直接给出正确答案的选项。\n\n", "答案："),
+        "ceval_validation": ("以下是中国关于{}的单项选择题，请选出其中的正确答案。\n\n", "答案："),
+    }
+    tokenizer = evaluator.encoder.tokenizer
+    for task in evaluator.tasks:
+        description, cue = descriptions[task.name]
+        for question, encoded in zip(task.selected, evaluator.prompts[task.name]):
+            dev = [q for q in task.data.dev if q.subject == question.subject][:2]
+            expected = description.format(task.data.subjects[question.subject].name)
+            expected += "".join(f"{_doc_to_text(q, cue)} {q.answer}\n\n" for q in dev) + _doc_to_text(question, cue)
+            assert harness_context(task, question, encoded.group) == expected
+            assert encoded.ids == tokenizer(expected, add_special_tokens=False)["input_ids"]
+            assert tokenizer.decode(encoded.ids[:1]) != tokenizer.bos_token  # no special token, as the harness
