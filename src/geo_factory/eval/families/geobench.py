@@ -48,8 +48,11 @@ LAYOUTS = {"k2": K2_FILES, "jiuzhou": JIUZHOU_FILES}
 _OPTION_LINE = re.compile(r"^([A-Z])\.\s*(.*)$")
 
 
-def resolve_task_dir(task_dir: str | None, cache_dir: str | None = None, token: str | None = None) -> Path:
-    """The local GeoBench folder: ``task_dir`` itself, or the hub dataset downloaded (or found in the cache)."""
+def resolve_task_dir(
+    task_dir: str | None, cache_dir: str | None = None, token: str | None = None, key: str = "task_dir"
+) -> Path:
+    """The local GeoBench folder: ``task_dir`` (given as ``key``) itself, or the hub dataset downloaded (or found in
+    the cache)."""
     if task_dir is not None:
         return Path(task_dir)
 
@@ -62,8 +65,8 @@ def resolve_task_dir(task_dir: str | None, cache_dir: str | None = None, token: 
         )
     except (OSError, httpx.HTTPError) as err:  # offline without a cached copy, no network, no access
         raise EvalDataError(
-            f"The hub dataset `{HUB_REPO}` (the default `task_dir`) is not available: {err} "
-            "Set `task_dir` to a local GeoBench folder."
+            f"The hub dataset `{HUB_REPO}` (the default `{key}`) is not available: {err} "
+            f"Set `{key}` to a local GeoBench folder."
         ) from None
     return Path(folder)
 
@@ -285,7 +288,7 @@ def bind(names: list[str], settings: Settings, where: Where) -> Binding:
 
     key, task_dir = where.dirs["geobench"]
     check_task_dir(key, task_dir)
-    folder = resolve_task_dir(task_dir, where.cache_dir, where.token)
+    folder = resolve_task_dir(task_dir, where.cache_dir, where.token, key)
     layout = detect_layout(folder)
     bound: list[BoundTask] = []
     for task in expand(names, layout, folder):
