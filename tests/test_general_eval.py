@@ -362,6 +362,6 @@ def test_lm_eval_prompts_are_the_harness_tasks_text(tmp_path, tiny_model) -> Non
             dev = [q for q in task.data.dev if q.subject == question.subject][:2]
             expected = description.format(task.data.subjects[question.subject].name)
             expected += "".join(f"{_doc_to_text(q, cue)} {q.answer}\n\n" for q in dev) + _doc_to_text(question, cue)
-            assert harness_context(task, question, encoded.group) == expected
+            assert harness_context(task, question, encoded.group, task.data.dev) == expected
             assert encoded.ids == tokenizer(expected, add_special_tokens=False)["input_ids"]
             assert tokenizer.decode(encoded.ids[:1]) != tokenizer.bos_token  # no special token, as the harness

@@ -47,10 +47,10 @@ def harness_text(question: ChoiceQuestion, cue: str) -> str:
     return f"{question.stem}{options}\n{cue}"
 
 
-def harness_context(task: BoundTask, question: ChoiceQuestion, shots: tuple[int, ...]) -> str:
-    """The text the harness scores a question's options after: description, exemplars, the question."""
+def harness_context(task: BoundTask, question: ChoiceQuestion, shots: tuple[int, ...], pool: list) -> str:
+    """The text the harness scores a question's options after: description, exemplars (``shots`` of ``pool``), the
+    question."""
     description, cue = task.harness_format(question)
-    pool = task.sampler().pool
     exemplars = "".join(
         harness_text(pool[i], cue) + TARGET_DELIMITER + pool[i].answer + FEWSHOT_DELIMITER for i in shots
     )
@@ -61,7 +61,7 @@ def lm_eval_prompts(task: BoundTask, encoder: PromptEncoder, budget: Callable[[b
     tokenizer, sampler = encoder.tokenizer, task.sampler()
 
     def build(question: ChoiceQuestion, shots: tuple[int, ...]) -> tuple[Encoded, int]:
-        context = harness_context(task, question, shots)
+        context = harness_context(task, question, shots, sampler.pool)
         ids = tokenizer(context, add_special_tokens=False)["input_ids"]
         candidates = []
         for label in question.labels:  # the continuation's first token, as the harness splits context + continuation
