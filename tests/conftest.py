@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +41,30 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from geo_factory.tiny import build_tiny_model
+def tiny_model() -> Path:
+    """The tiny model, built once into geo-factory's cache and reused by every pytest-xdist worker and later runs:
+    building it costs minutes of CPU. Its folder is named for what it is made of (``geo_factory/tiny.py``, the
+    corpus, the library versions), so any change to them builds a new one; test_tiny.py builds one itself."""
+    from filelock import FileLock
 
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-mistral")
+    from geo_factory import tiny
+    from geo_factory.datasets import registry_dir
+    from geo_factory.smol import cache_dir
+
+    key = hashlib.sha256()
+    for path in (Path(tiny.__file__), *(registry_dir() / "demo" / name for name in tiny.DEMO_CORPORA)):
+        key.update(path.read_bytes())
+    for dist in ("torch", "transformers", "tokenizers", "safetensors"):
+        key.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
+    folder = cache_dir() / f"tiny-{key.hexdigest()[:16]}"
+    model = folder / "tiny-mistral"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / "build.lock"):
+        if not (model / "model.safetensors").is_file():
+            building = folder / f".tiny-mistral.tmp-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            tiny.build_tiny_model(building).rename(model)  # whole or absent: a killed build leaves only a .tmp
+    return model
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +101,28 @@ def run_cli(
             f"llamafactory-cli {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@pytest.fixture
+def parse_train(monkeypatch: pytest.MonkeyPatch):
+    """What ``llamafactory-cli train CONFIG OVERRIDES`` parses and checks before any work, in this process.
+
+    LLaMA-Factory's own parsing, reading the yaml and the overrides from the command line as the CLI does; the
+    ``.pth`` hook patches it here as in every process, and the run is offline as under ``cli_env``. A launch costs
+    seconds of imports; this costs milliseconds, so the error cases of parsing run here and one runs the CLI.
+    """
+    from datasets import config
+    from llamafactory.hparams import get_train_args
+
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)
+
+    def parse(*args: str | Path, cwd: Path) -> tuple:
+        """``args``: what follows ``llamafactory-cli train`` (a yaml and its overrides, or ``-h``)."""
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["llamafactory-cli", *map(str, args)])
+        return get_train_args()
+
+    return parse
 
 
 def workdir(path: Path, tiny_model: Path, registry: dict | None = None) -> Path:
