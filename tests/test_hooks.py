@@ -1,4 +1,8 @@
-"""Activation: the stock ``llamafactory-cli`` picks geo-factory up in every process, and only when it should."""
+"""Activation: the stock ``llamafactory-cli`` picks geo-factory up in every process, and only when it should.
+
+That torchrun's workers have the hooks too is shown by TSPT under torchrun (test_tspt.py): ``stage: tspt`` and the
+registry's dataset names exist only through them.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,8 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, example, read_trainer_log, run_cli, workdir
+from conftest import REPO, example, run_cli, workdir
 from geo_factory.hooks import SUPPORTED, version_problem
-
-
-def test_hooks_are_active_in_torchrun_workers(tmp_path, tiny_model, cli_env) -> None:
-    """Both workers resolve the registry's dataset names, which only the hooks make possible here."""
-    work = workdir(tmp_path, tiny_model)
-    env = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
-    proc = run_cli(
-        "train", example("tiny/tiny_lora_pretrain.yaml"), "max_steps=3", "plot_loss=false", cwd=work, env=env
-    )
-    log = proc.stdout + proc.stderr
-    assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log, log[-3000:]
-    assert "Loading dataset" in log and "geo_corpus.jsonl" in log
-    steps = [row["current_steps"] for row in read_trainer_log(work / "saves/tiny/lora/pretrain")]
-    assert steps[-1] == 3
 
 
 def test_disable_switch_gives_back_stock_llamafactory(tmp_path, tiny_model, cli_env) -> None:

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import time
-from contextlib import ExitStack
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 from conftest import CLI, chat, example, read_trainer_log, run_cli, workdir
 from geo_factory.datasets import registry_dir
 from geo_factory.hparams import DecontaminationArguments, GeoBenchTrainArguments, TsptArguments
+from geo_factory.vocab import RECORD
 
 
 STAGES = ("stage1", "stage2")
@@ -132,7 +132,7 @@ def test_export_merges_and_chat_answers_with_the_result(lora_run, cli_env) -> No
     changed = [k for k in base if not base[k].equal(weights[k])]
     assert changed and all("proj" in k for k in changed), "the merge left the LoRA targets as they were"
 
-    chat(
+    answer = chat(
         example("tiny/tiny_chat.yaml"),
         "What is basalt?",
         "model_name_or_path=models/tiny-mistral",
@@ -140,35 +140,26 @@ def test_export_merges_and_chat_answers_with_the_result(lora_run, cli_env) -> No
         cwd=work,
         env=cli_env,
     )
+    assert answer.startswith("er, and ohe the ohohoine the ohoine"), answer  # greedy: this model's own words
 
 
-@pytest.mark.parametrize(
-    ("yaml_name", "weights"),
-    [("tiny_tspt_lora.yaml", "adapter_model.safetensors"), ("tiny_tspt_full.yaml", "model.safetensors")],
-)
-def test_stage2_starts_from_stage1s_last_weights(tmp_path, tiny_model, cli_env, yaml_name, weights) -> None:
+def _assert_stage2_saved_stage1s_weights(out: Path, weights: str) -> None:
     """With stage 2's learning rate at 0 it saves exactly the weights it started from: stage 1's last ones."""
-    work = workdir(tmp_path, tiny_model)
-    config = yaml.safe_load(example(f"tiny/{yaml_name}").read_text())
-    run_cli(
-        "train",
-        example(f"tiny/{yaml_name}"),
-        "tspt_stage1_tokens=2560",
-        "tspt_stage2_tokens=2560",
-        "tspt_stage2_learning_rate=0",
-        cwd=work,
-        env=cli_env,
-    )
-    out = work / config["output_dir"]
     stage1, stage2 = load_file(out / "stage1" / weights), load_file(out / "stage2" / weights)
     assert stage1.keys() == stage2.keys()
     assert all(stage1[k].equal(stage2[k]) for k in stage1)
-    if config["finetuning_type"] == "lora":  # and stage 1 trained: a fresh adapter has all lora_B at zero
-        assert any(stage1[k].abs().sum() > 0 for k in stage1 if "lora_B" in k)
-    else:
-        base = load_file(tiny_model / "model.safetensors")
-        assert any(not base[k].equal(stage1[k]) for k in base)
-        assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_stage2_starts_from_stage1s_last_weights_in_full_finetuning(tmp_path, tiny_model, cli_env) -> None:
+    work = workdir(tmp_path, tiny_model)
+    config = yaml.safe_load(example("tiny/tiny_tspt_full.yaml").read_text())
+    budgets = ("tspt_stage1_tokens=2560", "tspt_stage2_tokens=2560", "tspt_stage2_learning_rate=0")
+    run_cli("train", example("tiny/tiny_tspt_full.yaml"), *budgets, cwd=work, env=cli_env)
+    out = work / config["output_dir"]
+    _assert_stage2_saved_stage1s_weights(out, "model.safetensors")
+    base, stage1 = load_file(tiny_model / "model.safetensors"), load_file(out / "stage1" / "model.safetensors")
+    assert any(not base[k].equal(stage1[k]) for k in base)
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
 
 
 def test_streaming_mixes_by_tokens_without_materializing_and_repeats_a_short_dataset(
@@ -222,7 +213,7 @@ def _newest_checkpoint(stage_dir: Path) -> int:
     )
 
 
-def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env) -> None:
+def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env, parse_train) -> None:
     work = workdir(tmp_path, tiny_model)
     args = [
         "train",
@@ -246,10 +237,9 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env) -> None:
     assert _report(out)["stages"]["stage1"]["resumed_from"] == f"checkpoint-{resume1}"
     assert not (stage2 / "tspt_stage.json").exists()
 
-    # a finished stage is only reused for the same configuration
-    changed = run_cli(*args, "tspt_stage1_tokens=20480", cwd=work, env=cli_env, check=False)
-    assert changed.returncode != 0
-    assert "was finished with other tokens than configured now" in changed.stdout + changed.stderr
+    # a finished stage is only reused for the same configuration (checked at parsing: here, in this process)
+    with pytest.raises(ValueError, match="was finished with other tokens than configured now"):
+        parse_train(*args[1:], "tspt_stage1_tokens=20480", cwd=work)
 
     # killed in stage 2: the re-run skips stage 1 and resumes stage 2 from its newest complete checkpoint
     stage1_files = {p.name: p.read_bytes() for p in stage1.iterdir() if p.is_file()}
@@ -264,13 +254,16 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env) -> None:
     assert report["stages"]["stage2"]["steps"] == 60
     assert (out / "adapter_model.safetensors").is_file()
 
-    # and once finished, the same command says so
-    assert "TSPT run already finished" in run_cli(*args, cwd=work, env=cli_env).stdout
+    # and once finished, the same command stops at parsing with status 0 (its message: see the short run's re-run)
+    with pytest.raises(SystemExit) as stop:
+        parse_train(*args[1:], cwd=work)
+    assert stop.value.code == 0
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, list[str], str]:
-    """One step in stage 1, a budget of no whole number of steps in stage 2, on the tiny model with 64 positions."""
+    """Two steps in stage 1, a budget of no whole number of steps in stage 2 at learning rate 0, on the tiny model
+    with 64 positions."""
     work = workdir(tmp_path_factory.mktemp("tspt_short"), tiny_model)
     short = work / "models" / "short-mistral"
     short.mkdir()
@@ -284,8 +277,9 @@ def short_run(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, list[str], s
         str(example("tiny/tiny_tspt_lora.yaml")),
         "model_name_or_path=models/short-mistral",
         "tspt_stage1_dataset=[general_corpus_demo,geo_corpus_demo]",  # a YAML list, as LLaMA-Factory's `dataset` takes
-        "tspt_stage1_tokens=512",
+        "tspt_stage1_tokens=1024",
         "tspt_stage2_tokens=1000",
+        "tspt_stage2_learning_rate=0",
         "plot_loss=false",
         "output_dir=out",
     ]
@@ -300,9 +294,9 @@ def test_a_budget_of_no_whole_number_of_steps_is_rounded_up_and_logged(short_run
         "per_device_train_batch_size 4 x gradient_accumulation_steps 1 x world size 1): rounded up, stage 2 trains 2 "
         "steps, 1,024 tokens." in log
     ), log[-3000:]
-    assert "`tspt_stage1_tokens: 512` is not" not in log  # exactly one step: nothing to say
+    assert "`tspt_stage1_tokens: 1024` is not" not in log  # exactly two steps: nothing to say
     stages = _report(work / "out")["stages"]
-    assert (stages["stage1"]["steps"], stages["stage1"]["planned_tokens"]) == (1, 512)
+    assert (stages["stage1"]["steps"], stages["stage1"]["planned_tokens"]) == (2, 1024)
     assert (stages["stage2"]["steps"], stages["stage2"]["planned_tokens"]) == (2, 1024)
     assert list(stages["stage1"]["datasets"]) == ["general_corpus_demo", "geo_corpus_demo"]
 
@@ -331,6 +325,13 @@ def test_rerun_of_a_finished_run_says_where_and_overwrite_starts_over(short_run,
     assert (out / "adapter_model.safetensors").stat().st_mtime_ns > files[out / "adapter_model.safetensors"]
 
 
+def test_stage2_starts_from_stage1s_last_adapter(short_run) -> None:
+    work, _, _ = short_run
+    _assert_stage2_saved_stage1s_weights(work / "out", "adapter_model.safetensors")
+    stage1 = load_file(work / "out" / "stage1" / "adapter_model.safetensors")  # and stage 1 trained: a fresh
+    assert any(stage1[k].abs().sum() > 0 for k in stage1 if "lora_B" in k)  # adapter has all lora_B at zero
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_a_corpus_without_one_block_fails_before_stage1_naming_it(tmp_path, tiny_model, cli_env, streaming) -> None:
     registry = {"geo_snippets": {"file_name": "geo_snippets.jsonl", "columns": {"prompt": "text"}}}
@@ -350,33 +351,6 @@ def test_a_corpus_without_one_block_fails_before_stage1_naming_it(tmp_path, tiny
     assert proc.returncode != 0
     assert "`geo_snippets` (in `tspt_stage2_dataset`) has no complete 128-token block: it holds" in proc.stderr
     assert not (work / "out").exists(), "stage 1 ran before the check"
-
-
-def test_exporting_a_vocabulary_expanded_adapter_onto_the_original_base_names_stage0(
-    tmp_path, tiny_model, cli_env
-) -> None:
-    work = workdir(tmp_path, tiny_model)
-    budgets = ("tspt_stage1_tokens=512", "tspt_stage2_tokens=512", "plot_loss=false")
-    run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *budgets, cwd=work, env=cli_env)
-    adapter = "saves/tiny/lora/tspt_vocab"
-
-    merge = example("tiny/tiny_lora_merge.yaml")
-    wrong = run_cli("export", merge, f"adapter_name_or_path={adapter}", cwd=work, env=cli_env, check=False)
-    assert wrong.returncode != 0
-    expanded = json.loads((work / adapter / "stage0" / "config.json").read_text())["vocab_size"]
-    assert (
-        f"The adapter {adapter} was trained on a model with {expanded:,} token embeddings, but `model_name_or_path: "
-        "models/tiny-mistral` has 2,048" in wrong.stderr
-    ), wrong.stderr[-3000:]
-    suggested = wrong.stderr.split("Set `model_name_or_path` to the expanded model the adapter belongs to: ")[1]
-    suggested = suggested.split()[0].rstrip(".")
-    assert suggested == f"{adapter}/stage0"
-    assert not (work / "saves/tiny/merged").exists()
-
-    run_cli(
-        "export", merge, f"adapter_name_or_path={adapter}", f"model_name_or_path={suggested}", cwd=work, env=cli_env
-    )
-    assert (work / "saves/tiny/merged/model.safetensors").is_file()
 
 
 INVALID = {  # overrides (space-separated): the error they must raise
@@ -405,35 +379,33 @@ INVALID = {  # overrides (space-separated): the error they must raise
 }
 
 
-@pytest.fixture(scope="module")
-def invalid_runs(tmp_path_factory, tiny_model, cli_env) -> dict[str, tuple[int, str, bool]]:
-    """Every invalid configuration, all started at once (each costs a CLI start-up): exit code, output, wrote?"""
-    with ExitStack() as logs:
-        runs = {}
-        for override in INVALID:
-            work = workdir(tmp_path_factory.mktemp("invalid"), tiny_model)
-            log = logs.enter_context(open(work / "cli.log", "w"))
-            args = [CLI, "train", str(example("tiny/tiny_tspt_lora.yaml")), *override.split(), "output_dir=out"]
-            runs[override] = (
-                work,
-                subprocess.Popen(args, cwd=work, env=cli_env, stdout=log, stderr=subprocess.STDOUT),
-            )
-        for _, proc in runs.values():
-            proc.wait(timeout=600)
-    return {o: (p.returncode, (w / "cli.log").read_text(), (w / "out").exists()) for o, (w, p) in runs.items()}
-
-
 @pytest.mark.parametrize("override", INVALID)
-def test_invalid_configuration_fails_before_writing(invalid_runs, override) -> None:
-    returncode, output, wrote = invalid_runs[override]
-    assert returncode != 0
-    assert INVALID[override] in output, output[-3000:]
-    assert not wrote
+def test_invalid_configuration_fails_at_parsing(tmp_path, tiny_model, parse_train, override) -> None:
+    work = workdir(tmp_path, tiny_model)
+    with pytest.raises(ValueError) as err:
+        parse_train(example("tiny/tiny_tspt_lora.yaml"), *override.split(), "output_dir=out", cwd=work)
+    assert INVALID[override] in str(err.value)
+    assert not (work / "out").exists()
 
 
-def test_help_states_each_default_of_geo_factory_once(tmp_path, cli_env) -> None:
-    """argparse appends `(default: ...)` itself: a help text that says its own default too reads it twice."""
-    text = run_cli("train", "-h", cwd=tmp_path, env=cli_env).stdout
+def test_invalid_configuration_stops_the_command_before_writing(tmp_path, tiny_model, cli_env) -> None:
+    """The parsing above, through ``llamafactory-cli train``: the user reads the message, and nothing is written."""
+    work = workdir(tmp_path, tiny_model)
+    override = "tspt_stage1_mix=0.6,0.3"
+    proc = run_cli(
+        "train", example("tiny/tiny_tspt_lora.yaml"), override, "output_dir=out", cwd=work, env=cli_env, check=False
+    )
+    assert proc.returncode != 0
+    assert INVALID[override] in proc.stderr, proc.stderr[-3000:]
+    assert not (work / "out").exists()
+
+
+def test_help_states_each_default_of_geo_factory_once(tmp_path, parse_train, capsys) -> None:
+    """``train -h``: argparse appends `(default: ...)` itself: a help text that says its own default too reads it
+    twice."""
+    with pytest.raises(SystemExit):
+        parse_train("-h", cwd=tmp_path)
+    text = capsys.readouterr().out
     blocks = re.split(r"\n  (?=--)", text)
     options = [" ".join(block.split()) for block in blocks if block.startswith(("--tspt_", "--geobench_"))]
     ours = (TsptArguments, GeoBenchTrainArguments, DecontaminationArguments)
@@ -442,18 +414,28 @@ def test_help_states_each_default_of_geo_factory_once(tmp_path, cli_env) -> None
         assert option.count("default:") == 1, option
 
 
-def test_two_cpu_workers_under_torchrun(lora_run, tmp_path, tiny_model, cli_env) -> None:
+def test_two_cpu_workers_under_torchrun_share_stage0_and_split_each_budget(
+    lora_run, tmp_path, tiny_model, cli_env
+) -> None:
+    """The vocabulary yaml under torchrun: both workers run with the hooks (``stage: tspt`` and the registry's names
+    exist only through them), wait for one stage 0, and split each stage's token budget between them."""
     work = workdir(tmp_path, tiny_model)
     _, single_out, config = lora_run
-    run_cli(
+    proc = run_cli(
         "train",
-        example("tiny/tiny_tspt_lora.yaml"),
+        example("tiny/tiny_tspt_vocab.yaml"),
         "include_num_input_tokens_seen=true",
+        "output_dir=out",
         cwd=work,
         env={**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"},
     )
-    out = work / config["output_dir"]
-    assert _outputs(out) == _outputs(single_out)
+    log = proc.stdout + proc.stderr
+    assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log, log[-3000:]
+    out = work / "out"
+    outputs, single = _outputs(out), _outputs(single_out)
+    assert outputs == {**single, "": single[""] | {"stage0"}}
+    assert json.loads((out / "stage0" / RECORD).read_text())["added"] == 300
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "a temporary stage-0 folder was left"
     report = _report(out)
     assert report["finished"] and report["world_size"] == 2
     for n, stage in enumerate(STAGES, 1):

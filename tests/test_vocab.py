@@ -29,6 +29,7 @@ GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 HELDOUT = REPO / "benchmarks" / "data"
 BASE_VOCAB = 2048  # the tiny model's
 ADDED = 300
+TSPT_VOCAB = "saves/tiny/lora/tspt_vocab"  # tiny_tspt_vocab.yaml's output_dir
 
 # English, Chinese, emoji (one and several code points), a supplementary-plane character, controls and
 # other characters the tiny tokenizer lacks: all of them repeated so that some become new pieces.
@@ -394,17 +395,29 @@ def test_a_tokenizer_that_cannot_spell_any_text_is_refused(tmp_path, tiny_model)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture(scope="module")
+def vocab_tspt(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, subprocess.CompletedProcess]:
+    """The shipped stage-0 TSPT yaml (shorter stages), then ``export`` of its adapter as the merge yaml has it: onto
+    the original base, which is refused, then onto the expanded base the refusal names."""
+    work = workdir(tmp_path_factory.mktemp("tspt_vocab"), tiny_model)
+    budgets = ("tspt_stage1_tokens=2048", "tspt_stage2_tokens=2048")
+    run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *budgets, cwd=work, env=cli_env)
+    merge, adapter = example("tiny/tiny_lora_merge.yaml"), f"adapter_name_or_path={TSPT_VOCAB}"
+    wrong = run_cli("export", merge, adapter, cwd=work, env=cli_env, check=False)
+    run_cli("export", merge, adapter, f"model_name_or_path={TSPT_VOCAB}/stage0", cwd=work, env=cli_env)
+    return work, wrong
+
+
 @pytest.mark.slow
-def test_tspt_stage0_then_both_stages_export_chat_and_eval(tmp_path, tiny_model, cli_env) -> None:
-    workdir(tmp_path, tiny_model)
-    run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), cwd=tmp_path, env=cli_env)
-    out = tmp_path / "saves/tiny/lora/tspt_vocab"
+def test_tspt_stage0_then_both_stages_train_the_new_rows(vocab_tspt) -> None:
+    work, _ = vocab_tspt
+    out = work / TSPT_VOCAB
     stage0 = out / "stage0"
     assert _record(stage0)["added"] == ADDED and _record(stage0)["init"] == "prepared"
     for stage in ("stage1", "stage2"):
         assert losses(out / stage), f"{stage} did not train"
         base_model = json.loads((out / stage / "adapter_config.json").read_text())["base_model_name_or_path"]
-        assert (tmp_path / base_model).resolve() == stage0.resolve(), f"{stage} did not start from stage 0"
+        assert (work / base_model).resolve() == stage0.resolve(), f"{stage} did not start from stage 0"
 
     config = json.loads((out / "adapter_config.json").read_text())
     assert set(config["modules_to_save"]) >= {"embed_tokens", "lm_head"}, "the new rows must be trainable"
@@ -415,41 +428,37 @@ def test_tspt_stage0_then_both_stages_export_chat_and_eval(tmp_path, tiny_model,
         assert trained.shape == start[key].shape
         assert not torch.allclose(trained[new_rows], start[key][new_rows]), f"{key}: new rows did not train"
 
-    (tmp_path / "merge.yaml").write_text(
-        f"model_name_or_path: {stage0}\nadapter_name_or_path: {out}\ntemplate: mistral\n"
-        "export_dir: saves/tiny/merged_vocab\nexport_size: 1\nexport_device: cpu\nexport_legacy_format: false\n"
-    )
-    run_cli("export", tmp_path / "merge.yaml", cwd=tmp_path, env=cli_env)
-    merged = tmp_path / "saves/tiny/merged_vocab"
-    assert AutoTokenizer.from_pretrained(merged).get_vocab() == AutoTokenizer.from_pretrained(stage0).get_vocab()
+
+@pytest.mark.slow
+def test_export_onto_the_original_base_names_stage0_and_onto_stage0_merges(vocab_tspt) -> None:
+    work, wrong = vocab_tspt
+    assert wrong.returncode != 0
+    expanded = json.loads((work / TSPT_VOCAB / "stage0" / "config.json").read_text())["vocab_size"]
+    assert (
+        f"The adapter {TSPT_VOCAB} was trained on a model with {expanded:,} token embeddings, but "
+        "`model_name_or_path: models/tiny-mistral` has 2,048" in wrong.stderr
+    ), wrong.stderr[-3000:]
+    suggested = wrong.stderr.split("Set `model_name_or_path` to the expanded model the adapter belongs to: ")[1]
+    assert suggested.split()[0].rstrip(".") == f"{TSPT_VOCAB}/stage0"  # what the second export used
+
+    merged = work / "saves/tiny/merged"
+    stage0 = AutoTokenizer.from_pretrained(work / TSPT_VOCAB / "stage0").get_vocab()
+    assert AutoTokenizer.from_pretrained(merged).get_vocab() == stage0
     assert not any("lora" in k or "modules_to_save" in k for k in load_file(merged / "model.safetensors"))
-
-    (tmp_path / "chat.yaml").write_text(
-        f"model_name_or_path: {merged}\ntemplate: mistral\ninfer_backend: huggingface\nmax_new_tokens: 16\n"
-        "do_sample: false\n"
-    )
-    chat(tmp_path / "chat.yaml", "什么是俯冲带？", cwd=tmp_path, env=cli_env)
-
-    (tmp_path / "eval.yaml").write_text(
-        f"model_name_or_path: {merged}\ntemplate: mistral\ntask: geobench_npee\n"
-        f"task_dir: {REPO / 'tests/fixtures/geobench/k2'}\nn_shot: 1\nmax_samples: 8\nsave_dir: saves/geobench\n"
-    )
-    run_cli("eval", tmp_path / "eval.yaml", cwd=tmp_path, env=cli_env)
-    assert json.loads((tmp_path / "saves/geobench/results.json").read_text())["tasks"]
 
 
 @pytest.mark.slow
-def test_stage0_under_torchrun_is_shared_by_both_workers(tmp_path, tiny_model, cli_env) -> None:
-    workdir(tmp_path, tiny_model)
-    env = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
-    budgets = ("tspt_stage1_tokens=1024", "tspt_stage2_tokens=1024", "plot_loss=false")
-    proc = run_cli("train", example("tiny/tiny_tspt_vocab.yaml"), *budgets, cwd=tmp_path, env=env)
-    log = proc.stdout + proc.stderr
-    assert "Process rank: 1, world size: 2" in log, log[-3000:]
-    out = tmp_path / "saves/tiny/lora/tspt_vocab"
-    assert _record(out / "stage0")["added"] == ADDED
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "a temporary stage-0 folder was left"
-    assert (out / "adapter_model.safetensors").is_file()
+def test_the_merged_expanded_model_chats_and_evaluates(vocab_tspt, cli_env) -> None:
+    work, _ = vocab_tspt
+    answer = chat(example("tiny/tiny_chat.yaml"), "什么是俯冲带？", cwd=work, env=cli_env)  # on saves/tiny/merged
+    assert answer == "、立，", answer  # greedy: the merged model's own words, new Chinese tokens and all
+
+    (work / "eval.yaml").write_text(
+        f"model_name_or_path: saves/tiny/merged\ntemplate: mistral\ntask: geobench_npee\n"
+        f"task_dir: {REPO / 'tests/fixtures/geobench/k2'}\nn_shot: 1\nmax_samples: 8\nsave_dir: saves/geobench\n"
+    )
+    run_cli("eval", work / "eval.yaml", cwd=work, env=cli_env)
+    assert json.loads((work / "saves/geobench/results.json").read_text())["tasks"]["geobench_npee"]["scored"] == 8
 
 
 # ByteLevel BPE (GPT-2 layout: Llama-3, Qwen2, SmolLM2, Mistral-Nemo), built here with `tokenizers`.
