@@ -24,6 +24,10 @@ from conftest import CLI, run_cli
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 QUESTION = "What is a subduction zone?"
+ANSWER = (  # SmolLM2's 24 greedy tokens
+    "A subduction zone is a geological feature that occurs at the boundary between tectonic plates. It is a zone "
+    "where two tectonic"
+)
 
 
 @pytest.fixture
@@ -40,13 +44,13 @@ def assert_clean_end(proc: subprocess.CompletedProcess, status: int) -> None:
 
 
 @pytest.mark.parametrize("ending", ["exit", "end of input"])
-def test_five_chats_in_a_row_end_with_status_0(ending: str, chat_yaml: Path, cli_env: dict[str, str]) -> None:
+def test_three_chats_in_a_row_end_with_status_0(ending: str, chat_yaml: Path, cli_env: dict[str, str]) -> None:
     stdin = f"{QUESTION}\nexit\n" if ending == "exit" else f"{QUESTION}\n"
-    for _ in range(5):  # 10 runs in all: stock LLaMA-Factory aborts in most of them
+    for _ in range(3):  # 6 runs in all: stock LLaMA-Factory aborts in most of them, so all 6 clean is no accident
         proc = run_cli("chat", chat_yaml, cwd=chat_yaml.parent, env=cli_env, input=stdin, check=False)
         assert_clean_end(proc, 0)
         answer = proc.stdout.split("Assistant:", 1)[1]
-        assert answer.split("User:", 1)[0].strip(), proc.stdout[-2000:]
+        assert answer.split("User:", 1)[0].strip() == ANSWER, proc.stdout[-2000:]  # greedy: the same every time
         # after the answer, only LLaMA-Factory's next prompt (and, at end of input, the line it leaves open)
         assert answer.endswith("\nUser: " if ending == "exit" else "\nUser: \n"), repr(answer[-200:])
 

@@ -154,3 +154,4 @@ def test_export_then_chat_on_the_merged_model(sft_merged, cli_env) -> None:
     assert "lm_head.weight" not in keys and not any("lora" in key for key in keys), "untied or unmerged weights"
     answer = chat(example("smol/smol_chat.yaml"), "What is basalt?", cwd=sft_merged, env=cli_env)
     assert sum(c.isascii() for c in answer) > 0.95 * len(answer) and len(answer.split()) >= 10, answer
+    assert "igneous rock" in answer and "magma" in answer, answer  # greedy: what it answered, every time
