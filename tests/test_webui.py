@@ -95,6 +95,7 @@ def page(board, tmp_path_factory: pytest.TempPathFactory):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(120_000)  # generous: the CI machine runs another test process beside this one
+        expect.set_options(timeout=120_000)  # and for `expect`, whose own default of 5 s a loaded machine missed
         page.goto(url, wait_until="domcontentloaded")
         expect(page.get_by_label("Language", exact=True)).to_have_value("en")  # LlamaBoard's own load has run
         _choose(page, page.get_by_label("Model name", exact=True), "Custom")
