@@ -574,24 +574,16 @@ def test_byte_level_prepared_rows_with_tied_embeddings(byte_level) -> None:
 
 
 @pytest.mark.real_model
-def test_smollm2_expansion_keeps_every_promise(smol_model: Path, tmp_path, cli_env) -> None:
-    _mixed_registry(tmp_path)
-    args = ("--dataset", "mixed_demo,geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
-    _expand("--model", smol_model, *args, "--output", "out", cwd=tmp_path, env=cli_env)
-    base, new, pieces = _check_promises(smol_model, tmp_path / "out")
-    assert len(pieces) == ADDED and len(base) == 49152
-    assert new.tokenize("2024") == ["2", "0", "2", "4"], "the base pre-tokenizer is kept"
-    _check_prepared_tied_rows(smol_model, tmp_path / "out", base, pieces)
-
-
-@pytest.mark.real_model
 @pytest.mark.slow
-def test_smollm2_tspt_stage0_then_training_and_export(smol_model: Path, tmp_path, cli_env) -> None:
-    """The documented path on a ByteLevel model: stage 0, one step of each stage, export on stage 0."""
+def test_smollm2_tspt_stage0_keeps_every_promise_then_trains_and_exports(smol_model: Path, tmp_path, cli_env) -> None:
+    """The documented path on a ByteLevel model: stage 0 (the expansion ``expand-vocab`` makes, on the mixed texts
+    and both demo corpora), one step of each stage (the first on the mixed texts, full of new pieces: their rows
+    train), export on stage 0."""
+    _mixed_registry(tmp_path)
     (tmp_path / "train.yaml").write_text(
         f"model_name_or_path: {smol_model}\ntemplate: smollm2\nstage: tspt\ndo_train: true\nfinetuning_type: lora\n"
-        "lora_rank: 4\nlora_target: q_proj,v_proj\ntspt_vocab_corpus: geo_corpus_demo,general_corpus_demo\n"
-        "tspt_vocab_size: 200\ntspt_stage1_dataset: general_corpus_demo\ntspt_stage1_mix: 1.0\n"
+        "lora_rank: 4\nlora_target: q_proj,v_proj\ntspt_vocab_corpus: mixed_demo,geo_corpus_demo,general_corpus_demo\n"
+        f"tspt_vocab_size: {ADDED}\ntspt_stage1_dataset: mixed_demo\ntspt_stage1_mix: 1.0\n"
         "tspt_stage1_tokens: 128\ntspt_stage2_dataset: geo_corpus_demo\ntspt_stage2_mix: 1.0\ntspt_stage2_tokens: 128\n"
         "cutoff_len: 64\noverwrite_cache: true\npreprocessing_num_workers: null\ndataloader_num_workers: 0\n"
         "output_dir: saves/smol_vocab\nlogging_steps: 1\nsave_steps: 100\nreport_to: none\n"
@@ -600,7 +592,11 @@ def test_smollm2_tspt_stage0_then_training_and_export(smol_model: Path, tmp_path
     run_cli("train", tmp_path / "train.yaml", cwd=tmp_path, env=cli_env)
     out = tmp_path / "saves/smol_vocab"
     stage0 = out / "stage0"
-    assert _record(stage0)["added"] == 200 and _record(stage0)["base_vocab_size"] == 49152
+    assert _record(stage0)["added"] == ADDED and _record(stage0)["base_vocab_size"] == 49152
+    base, new, pieces = _check_promises(smol_model, stage0)
+    assert len(pieces) == ADDED and len(base) == 49152
+    assert new.tokenize("2024") == ["2", "0", "2", "4"], "the base pre-tokenizer is kept"
+    _check_prepared_tied_rows(smol_model, stage0, base, pieces)
     assert all(losses(out / stage) for stage in ("stage1", "stage2"))
     assert {"embed_tokens", "lm_head"} <= set(json.loads((out / "adapter_config.json").read_text())["modules_to_save"])
 
@@ -618,7 +614,7 @@ def test_smollm2_tspt_stage0_then_training_and_export(smol_model: Path, tmp_path
         v for k, v in load_file(out / "adapter_model.safetensors").items() if k.endswith("embed_tokens.weight")
     )
     rows = load_file(merged / "model.safetensors")["model.embed_tokens.weight"]
-    new_rows = slice(49152, 49352)
+    new_rows = slice(49152, 49152 + ADDED)
     assert torch.equal(rows[new_rows], trained[new_rows]), "the merged model has the trained new rows"
     assert not torch.equal(
         rows[new_rows], load_file(stage0 / "model.safetensors")["model.embed_tokens.weight"][new_rows]
