@@ -638,12 +638,15 @@ def test_judge_behind_llamafactory_api(judge_server: str, tmp_path, tiny_model, 
     results, predictions = _outputs(tmp_path / "open")
     summary = results["tasks"]["geobench_open"]
     assert summary["total"] == _xlsx_rows(folder / "subjective_task.xlsx")
-    assert (summary["scored"], summary["judged"], summary["judge_failures"]) == (3, 3, 0)
+    # the judge is the tiny model after 40 steps of judge replies: on the published open questions it has given one
+    # malformed verdict in 3 (seen at 3eb1d10 too); a failure must then be counted and kept, never scored
+    assert summary["scored"] == 3 and summary["judged"] + summary["judge_failures"] == 3 and summary["judged"] >= 2
     assert summary["judge"] == {"accuracy": 7.0, "completeness": 6.0, "clarity": 8.0}
-    assert all(
-        p["judge"] == {"accuracy": 7, "completeness": 6, "clarity": 8} and p["judge_attempts"] == 1
-        for p in predictions
-    )
+    for p in predictions:
+        if p["judge"] is None:
+            assert p["judge_last_reply"] and p["judge_attempts"] == 3  # asked again, judge_max_retries (2) times
+        else:
+            assert p["judge"] == {"accuracy": 7, "completeness": 6, "clarity": 8} and p["judge_attempts"] == 1
 
     # a reply cut short is malformed: asked again once, then counted
     bad_run = _eval(

@@ -310,8 +310,8 @@ def test_geobench_and_general_tasks_during_pt_without_template(tmp_path, tiny_mo
             correct = row[key] * n / 100
             assert abs(correct - round(correct)) < 1e-3 and 0 <= correct <= n, (key, row)
         assert row["geobench_average_acc"] == pytest.approx(
-            (row["geobench_npee_acc"] + row["geobench_apstudy_acc"]) / 2
-        )
+            (row["geobench_npee_acc"] + row["geobench_apstudy_acc"]) / 2, abs=1e-4
+        )  # rounded to 4 places
 
 
 def test_geobench_during_tspt_without_template(tmp_path, tiny_model, cli_env) -> None:
