@@ -275,7 +275,6 @@ MALFORMED = [
     ("config", "message"),
     [
         ({"task": "mmlu_tst"}, "Unknown evaluation task `mmlu_tst` in `task`. Did you mean: mmlu_test"),
-        ({"task": "mmlu_test", "task_dir": None}, "`task_dir` is required for mmlu_test"),
         ({"task": "cmmlu_test", "task_dir": "ONLY_MMLU"}, "has no cmmlu/cmmlu.zip, which `cmmlu_test` reads"),
         (
             {"task": "ceval_validation", "n_shot": 6},

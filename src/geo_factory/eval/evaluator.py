@@ -163,7 +163,8 @@ class Evaluator:
 
     def _plan(self) -> planning.Plan:
         """The tasks of `task`, bound to their folders: GeoBench reads `task_dir`, or `geobench_task_dir` when other
-        tasks take `task_dir` (the general benchmarks' archives, or eval_info.json for tasks of the user's own)."""
+        tasks take `task_dir` (the general benchmarks' archives, or eval_info.json for tasks of the user's own). With
+        no `task_dir` and no `./evaluation`, the general benchmarks are read from their hub datasets."""
         args = self.eval_args
         default = DEFAULT_TASK_DIR if Path(DEFAULT_TASK_DIR).is_dir() else None  # LLaMA-Factory's old default
         tasks = planning.registry(args.task_dir or default)
@@ -191,6 +192,7 @@ class Evaluator:
             {"geobench": geobench_dir, "general": ("task_dir", task_dir), "custom": ("task_dir", task_dir)},
             self.model_args.cache_dir,
             self.model_args.hf_hub_token,
+            hub=True,  # no folder at all: the general benchmarks' hub datasets
         )
         return planning.build(args.task_names, settings, where)
 

@@ -40,14 +40,19 @@ class Plan:
         others = [binding for family, binding in self.bindings.items() if family != "geobench"]
         main = others[0] if others else geobench
         data = {"task_dir": str(main.folder), "layout": main.layout}
+        if main.hub:  # no folder: the hub datasets stand where it would be
+            data.update(task_dir=", ".join(main.hub.values()), hub_datasets=dict(main.hub))
         if geobench is not None and others:
             data.update(geobench_task_dir=str(geobench.folder), geobench_layout=geobench.layout)
         return data
 
     def hashes(self) -> dict[str, str]:
-        """sha256 of every file read, by its name under its folder."""
+        """sha256 of every file read, by its name under its folder, and of every hub dataset read, by its name."""
         files = {name: path for task in self.tasks for name, path in task.data_files().items()}
-        return {name: hashlib.sha256(files[name].read_bytes()).hexdigest() for name in sorted(files)}
+        digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+        for task in self.tasks:
+            digests.update(task.data_digests())
+        return dict(sorted(digests.items()))
 
     def load(self) -> None:
         """Read every task's questions and run each family's checks over them: data errors surface here."""

@@ -45,6 +45,7 @@ class Where:
     dirs: dict[str, tuple[str, str | None]]
     cache_dir: str | None = None  # hub datasets: the run's cache and token
     token: str | None = None
+    hub: bool = False  # the general benchmarks may come from their hub datasets when no folder is given
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Binding:
     folder: Path
     layout: str
     absent: dict[str, str] = field(default_factory=dict)
+    hub: dict[str, str] = field(default_factory=dict)  # read from the hub, not a folder: task -> "hub:REPO"
 
 
 class BoundTask:
@@ -136,6 +138,10 @@ class BoundTask:
     def data_files(self) -> dict[str, Path]:
         """Every file read, by its name under the folder (their sha256 go to results.json and run_config.json)."""
         return {self.file: self.folder / self.file}
+
+    def data_digests(self) -> dict[str, str]:
+        """sha256 of data not read from a file of its own (a hub dataset), by the name results.json gives it."""
+        return {}
 
     @classmethod
     def check(cls, members: list[BoundTask]) -> None:

@@ -10,15 +10,25 @@ count, an answer that is not A-D) is an error naming the archive, the member and
 Exemplars are each subject's ``dev`` split, in published order, as the benchmarks' authors and LLaMA-Factory use:
 every question of a subject shares them, so the scorer computes that prefix once per subject. Accuracies of
 categories and of the whole benchmark are question-weighted, as LLaMA-Factory's old evaluator reported them.
+
+Without a folder (``llamafactory-cli eval`` with no ``task_dir`` and no ``./evaluation``), the same questions come
+from the hub datasets lm-evaluation-harness reads, one config per subject, through ``datasets`` (its cache, and
+HF_HUB_OFFLINE): ``cais/mmlu`` (question, choices, answer 0-3), ``haonan-li/cmmlu`` (Question, A-D, Answer) and
+``ceval/ceval-exam`` (question, A-D, answer). The subjects, their names and categories are the package's own table
+(:mod:`.subjects`, as mapping.json has them), so ids, subjects and exemplars are those of the archives.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -28,11 +38,13 @@ from ...hparams.checks import ConfigError
 from ..data import ChoiceQuestion, EvalDataError, Question
 from ..prompts import subset
 from ..styles import HARNESS_CEVAL, HARNESS_EN, HARNESS_ZH
-from ..tasks import GENERAL_LAYOUT, TASKS
+from ..tasks import GENERAL_LAYOUT, TASKS, Task
 from .base import Binding, BoundTask, Settings, Where
+from .subjects import SUBJECTS
 
 
 LAYOUT = GENERAL_LAYOUT
+HUB_LAYOUT = "hub"  # no folder: each benchmark's hub dataset
 # The intro per language; {subject} is the subject's name from mapping.json (LLaMA-Factory's old eval templates)
 GENERAL_INTRO = {
     "en": "The following are multiple choice questions (with answers) about {subject}.",
@@ -55,6 +67,8 @@ class Benchmark:
     member_name: str  # archive member, with {split} and {subject}
     headers: tuple[tuple[str, ...], ...]  # allowed header rows; () for none
     first: int  # column of the question; options and answer follow it
+    hub: str  # the hub dataset the harness reads, one config per subject, with the same split names
+    hub_columns: tuple[str, str | None, str]  # its question, options (None: columns A-D) and answer columns
 
     @property
     def archive(self) -> str:
@@ -66,8 +80,26 @@ class Benchmark:
 
 
 BENCHMARKS = {
-    "mmlu_test": Benchmark("mmlu", "test", "en", "data/{split}/{subject}_{split}.csv", (), 0),
-    "cmmlu_test": Benchmark("cmmlu", "test", "zh", "{split}/{subject}.csv", (("", "Question", *LABELS, "Answer"),), 1),
+    "mmlu_test": Benchmark(
+        "mmlu",
+        "test",
+        "en",
+        "data/{split}/{subject}_{split}.csv",
+        (),
+        0,
+        "cais/mmlu",
+        ("question", "choices", "answer"),
+    ),
+    "cmmlu_test": Benchmark(
+        "cmmlu",
+        "test",
+        "zh",
+        "{split}/{subject}.csv",
+        (("", "Question", *LABELS, "Answer"),),
+        1,
+        "haonan-li/cmmlu",
+        ("Question", None, "Answer"),
+    ),
     "ceval_validation": Benchmark(
         "ceval",
         "val",
@@ -75,6 +107,8 @@ BENCHMARKS = {
         "{split}/{subject}_{split}.csv",
         (("id", "question", *LABELS, "answer"), ("id", "question", *LABELS, "answer", "explanation")),
         1,
+        "ceval/ceval-exam",
+        ("question", None, "answer"),
     ),
 }
 
@@ -200,6 +234,112 @@ def _load(path: Path, mapping: Path, task: str) -> GeneralData:
     return GeneralData(task, subjects, questions, dev)
 
 
+def _offline() -> str | None:
+    """The variable that keeps ``datasets`` off the hub, if one does."""
+    from datasets import config
+
+    if not config.HF_HUB_OFFLINE:
+        return None
+    hub_offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in config.ENV_VARS_TRUE_VALUES
+    return "HF_HUB_OFFLINE" if hub_offline else "HF_DATASETS_OFFLINE"
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No per-subject warning ("Using the latest cached version") or progress bar: a benchmark has up to 67."""
+    from datasets import utils
+
+    verbosity, bars = utils.logging.get_verbosity(), not utils.are_progress_bars_disabled()
+    utils.logging.set_verbosity_error()
+    utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        utils.logging.set_verbosity(verbosity)
+        if bars:
+            utils.enable_progress_bars()
+
+
+def _hub_split(task: str, subject: str, split: str, rows: Any, start: int) -> list[ChoiceQuestion]:
+    """One split of one subject's config as the archive's rows would read: stem, A-D, the answer's letter."""
+    bench = BENCHMARKS[task]
+    question_col, options_col, answer_col = bench.hub_columns
+    where = f"The hub dataset {bench.hub}, subject `{subject}`, split {split}"
+    missing = {question_col, answer_col, *((options_col,) if options_col else LABELS)} - set(rows.column_names)
+    if missing:
+        raise EvalDataError(
+            f"{where}: no column {', '.join(sorted(missing))} (columns: {', '.join(rows.column_names)})."
+        )
+    questions = []
+    for number, row in enumerate(rows):
+        options = row[options_col] if options_col else [row[label] for label in LABELS]
+        answer = row[answer_col]
+        if options_col and isinstance(answer, int) and 0 <= answer < len(LABELS):
+            answer = LABELS[answer]  # cais/mmlu: the answer's index
+        answer = answer.strip() if isinstance(answer, str) else answer
+        if not isinstance(row[question_col], str) or len(options) != 4 or not all(isinstance(o, str) for o in options):
+            raise EvalDataError(f"{where}, row {number}: a question and four options (text) expected.")
+        if answer not in LABELS:
+            allowed = "0-3" if options_col else ", ".join(LABELS)
+            raise EvalDataError(
+                f"{where}, row {number}: the answer must be one of {allowed}, got {row[answer_col]!r}."
+            )
+        labelled = tuple((label, text.strip()) for label, text in zip(LABELS, options))
+        questions.append(ChoiceQuestion(task, start + number, row[question_col].strip(), labelled, answer, subject))
+    if not questions:
+        raise EvalDataError(f"{where}: holds no question.")
+    return questions
+
+
+def hub_source(task: str) -> str:
+    return f"hub:{BENCHMARKS[task].hub}"
+
+
+@lru_cache(maxsize=4)
+def load_hub(task: str, cache_dir: str | None, token: str | None, key: str = "task_dir") -> GeneralData:
+    """``task``'s benchmark from its hub dataset (downloaded, or from the ``datasets`` cache), every subject of the
+    package's table in its order, as :func:`load` reads the archive; unreachable and not cached is an error that
+    names the dataset and ``key``."""
+    from datasets import load_dataset
+    from llamafactory.extras import logging
+
+    bench = BENCHMARKS[task]
+    subjects = {
+        name: Subject(name, entry["name"], entry["category"]) for name, entry in SUBJECTS[bench.folder].items()
+    }
+    logging.get_logger(f"llamafactory.{__name__}").info_rank0(
+        f"{task}: no `{key}`, reading the hub dataset {bench.hub} ({len(subjects)} subjects; cached after the first run)."
+    )
+    questions: list[ChoiceQuestion] = []
+    dev: list[ChoiceQuestion] = []
+    with _quiet():
+        for subject in subjects:
+            try:
+                splits = load_dataset(bench.hub, name=subject, cache_dir=cache_dir, token=token)
+            except Exception as err:  # datasets raises many kinds: offline, network, access, cache, config
+                var = _offline()
+                which = f" (subject `{subject}`)" if questions else ""
+                if var:
+                    raise EvalDataError(
+                        f"`{task}` reads the hub dataset {bench.hub}, which is not in the cache{which} and the hub cannot "
+                        f"be reached ({var}=1): set `{key}` to a folder in LLaMA-Factory's evaluation layout, or run "
+                        "once online to cache it."
+                    ) from None
+                reason = " ".join(f"{type(err).__name__}: {err}".split())
+                raise EvalDataError(
+                    f"`{task}` reads the hub dataset {bench.hub}, which could not be loaded{which}: {reason} Set `{key}` "
+                    "to a folder in LLaMA-Factory's evaluation layout."
+                ) from None
+            for split, into in ((bench.split, questions), ("dev", dev)):
+                if split not in splits:
+                    raise EvalDataError(
+                        f"The hub dataset {bench.hub}, subject `{subject}`, has no split {split} "
+                        f"(splits: {', '.join(splits)})."
+                    )
+                into += _hub_split(task, subject, split, splits[split], len(into))
+    return GeneralData(task, subjects, questions, dev)
+
+
 def check_n_shot(key: str, n_shot: int, data: dict[str, GeneralData]) -> None:
     """Exemplars come from each subject's dev split: ``n_shot`` may not exceed the smallest one."""
     for name, benchmark in data.items():
@@ -316,16 +456,54 @@ class GeneralTask(BoundTask):
             check_n_shot(settings.n_shot_key, settings.n_shot, {m.name: m.data for m in members})
 
 
+class HubGeneralTask(GeneralTask):
+    """A general benchmark read from its hub dataset: the same questions, named by the dataset instead of a file."""
+
+    def __init__(self, task: Task, settings: Settings, where: Where, key: str) -> None:
+        from datasets import config
+
+        super().__init__(task, settings, Path(where.cache_dir or config.HF_DATASETS_CACHE), HUB_LAYOUT)
+        self.cache_dir, self.token, self.key = where.cache_dir, where.token, key
+
+    @property
+    def file(self) -> str:
+        return hub_source(self.name)
+
+    @property
+    def source(self) -> str:
+        return self.file
+
+    @cached_property
+    def data(self) -> GeneralData:
+        return load_hub(self.name, self.cache_dir, self.token, self.key)
+
+    def data_files(self) -> dict[str, Path]:
+        return {}
+
+    def data_digests(self) -> dict[str, str]:
+        """The questions as read (subjects, stems, options, answers of both splits): the hub has no file of ours."""
+        rows = [[q.subject, q.stem, q.options, q.answer] for q in (*self.data.questions, *self.data.dev)]
+        text = json.dumps([list(self.data.subjects), rows], ensure_ascii=False)
+        return {self.file: hashlib.sha256(text.encode()).hexdigest()}
+
+
 def bind(names: list[str], settings: Settings, where: Where) -> Binding:
-    """The general tasks of ``names``, read from their folder, which must hold their files."""
+    """The general tasks of ``names``, read from their folder, which must hold their files; without one, from their
+    hub datasets where the caller allows it (``llamafactory-cli eval``), read here so that an unreachable dataset
+    stops the run before any model loads."""
     key, task_dir = where.dirs["general"]
+    if task_dir is None and where.hub:
+        tasks = [HubGeneralTask(TASKS[name], settings, where, key) for name in names]
+        for task in tasks:
+            task.data  # noqa: B018  (cached: read once)
+        return Binding(tasks, tasks[0].folder, HUB_LAYOUT, hub={task.name: task.source for task in tasks})
     if task_dir is None:
         raise ConfigError(
             key,
             f"`{key}` is required for {', '.join(names)}: the folder that holds LLaMA-Factory's evaluation layout "
-            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json); `llamafactory-cli eval` "
-            "also finds it as `evaluation/` in the working directory, LLaMA-Factory's old default. geo-factory does "
-            "not download these benchmarks.",
+            "(mmlu/mmlu.zip, cmmlu/cmmlu.zip, ceval/ceval.zip, each beside its mapping.json). `llamafactory-cli eval` "
+            "also finds it as `evaluation/` in the working directory, LLaMA-Factory's old default, else reads the hub "
+            "datasets (cais/mmlu, haonan-li/cmmlu, ceval/ceval-exam).",
         )
     folder = Path(task_dir)
     if not folder.is_dir():
