@@ -8,6 +8,9 @@
     training tokens/s and their ratios, medians (benchmarks/bench_tspt.py --device cuda).
 (c) ``vllm_generate``: ``eval_mode: generate``'s path, LLaMA-Factory's vLLM engine on SmolLM2, 5-shot GeoBench
     prompts, greedy: engine start and questions/s. Recorded as skipped, with the reason, without vllm.
+(d) ``eval_8_processes``: ``llamafactory-cli eval`` of GeoBench on SmolLM2 in bf16, on 1 process and on 8 (torchrun,
+    one GPU each): wall time, questions per rank, same answers (benchmarks/bench_eval_ranks.py). Recorded as
+    skipped, with the reason, on a machine with fewer than 8 GPUs.
 
 Without a usable CUDA GPU it stops at once, saying why, with exit status 2, before importing torch or writing
 anything. Then the model folder is checked. The JSON is rewritten after each part; a part that fails is
@@ -120,6 +123,15 @@ def vllm_generate(smol: Path, folder: Path, questions: int, max_new_tokens: int)
     }
 
 
+def eval_processes(smol: Path, folder: Path, nproc: int) -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.device_count() < nproc:
+        return {"skipped": f"{nproc} processes need {nproc} GPUs; this machine has {torch.cuda.device_count()}"}
+    args = ["--device", "cuda", "--model", str(smol), "--task-dir", str(folder), "--nproc", f"1,{nproc}"]
+    return _bench("bench_eval_ranks.py", [*args, "--repeats", "1"], 300)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", nargs="?", type=Path, default=Path("gpu_check.json"), help="the JSON file to write")
@@ -164,6 +176,7 @@ def main() -> None:
         ),
         "pt_vs_tspt": lambda: _bench("bench_tspt.py", [*model, *tspt], 240),
         "vllm_generate": lambda: vllm_generate(args.smol, args.task_dir, args.vllm_questions, 32),
+        "eval_8_processes": lambda: eval_processes(args.smol, args.task_dir, 8),
     }
     for name, part in parts.items():
         print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)

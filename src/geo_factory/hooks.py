@@ -11,7 +11,8 @@ Symbols touched, and why (the whole list):
 ``llamafactory`` (import)
     Version guard: the installed version must lie in :data:`SUPPORTED`, else nothing is patched.
 ``llamafactory.launcher.launch`` / ``USAGE``
-    Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to geo-factory's evaluator.
+    Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to geo-factory's evaluator, under torchrun
+    when ``train`` would be (``FORCE_TORCHRUN``, or several accelerators).
 ``llamafactory.hparams.parser._parse_train_args``
     Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names, stage 0's settings, a finished TSPT
@@ -104,7 +105,7 @@ def _patch_launcher(launcher: ModuleType) -> None:
             sys.argv.pop(1)
             from .eval import run_eval
 
-            run_eval()
+            run_eval()  # under torchrun where `train` would be
         else:
             launch()
 

@@ -5,8 +5,10 @@ The metrics go through ``Trainer.log``, the one call that reaches everything wat
 ``report_to`` integrations, ``state.log_history`` (trainer_state.json) and LLaMA-Factory's ``LogCallback``
 (trainer_log.jsonl, which geo_factory.hooks extends to carry ``geobench_*`` keys). A callback is not
 given the trainer, so geo_factory.hooks hands it over after the trainer is built (``set_trainer``, as
-transformers does for its own JIT checkpoint callback). Every rank runs the same evaluation, so models
-sharded with DeepSpeed ZeRO-3 or FSDP take part in each forward, and logs like the Trainer does.
+transformers does for its own JIT checkpoint callback). Under DDP, FSDP or DeepSpeed each rank scores its own
+share of the questions (:mod:`.distributed`) and makes as many forward passes as the busiest rank (one-token passes
+make up the difference), so a model sharded with ZeRO-3 or FSDP never waits on a rank that has finished; the counts
+are summed over the ranks before ``Trainer.log``, which every rank calls as the Trainer does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from llamafactory.extras import logging
 from transformers import TrainerCallback
 
+from .distributed import current, share
 from .plan import for_training
 from .prompts import Budget
 from .scoring import Encoded, LikelihoodScorer, PromptEncoder, likelihood_records
@@ -51,6 +54,8 @@ class GeoBenchCallback(TrainerCallback):
         self.trainer: Trainer | None = None
         self.encoder: PromptEncoder | None = None
         self.prompts: dict[str, list[Encoded]] = {}
+        self.shares: dict[str, list[int]] = {}  # this rank's questions of each task
+        self.idle = 0  # one-token forward passes that keep this rank in step with the busiest one
 
     def set_trainer(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -77,6 +82,30 @@ class GeoBenchCallback(TrainerCallback):
                     f"GeoBench: {fewer} `{task.name}` questions keep fewer than {n_shot} exemplars to fit "
                     f"{budget.source}."
                 )
+        self._share(kwargs["model"])
+
+    def _share(self, model: Any) -> None:
+        """Each rank's questions, contiguous in exemplar-group order so a shared prefix stays on one rank, and the
+        idle passes that make every rank's forward count the busiest rank's."""
+        world = current()
+        scorer = LikelihoodScorer(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size)
+        shares: dict[str, list[list[int]]] = {}
+        for name, prompts in self.prompts.items():
+            order = sorted(range(len(prompts)), key=lambda i: prompts[i].group)
+            shares[name] = [[order[i] for i in share(len(order), rank, world.size)] for rank in range(world.size)]
+        passes = [
+            sum(scorer.forwards([self.prompts[name][i] for i in share_[rank]]) for name, share_ in shares.items())
+            for rank in range(world.size)
+        ]
+        self.shares = {name: share_[world.rank] for name, share_ in shares.items()}
+        self.idle = max(passes) - passes[world.rank]
+        if world.size > 1:
+            scored = sum(map(len, self.shares.values()))
+            total = sum(map(len, self.prompts.values()))
+            logger.info(
+                f"GeoBench: rank {world.rank} of {world.size} scores {scored} of {total} questions in "
+                f"{max(passes)} forward passes per evaluation ({self.idle} of them idle)."
+            )
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if state.global_step % self.args.geobench_eval_steps == 0:
@@ -86,17 +115,26 @@ class GeoBenchCallback(TrainerCallback):
 
     def evaluate(self, model: Any) -> dict[str, float]:
         scorer = LikelihoodScorer(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size)
-        accuracies: dict[str, float] = {}
+        counts: list[int] = []  # correct, scored: per task, this rank's share
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad(), self.trainer.autocast_smart_context_manager():
                 for task in self.plan.tasks:
-                    batches = likelihood_records(scorer, task.selected, self.prompts[task.name])
-                    records = [record for batch in batches for record in batch]
-                    accuracies[task.name] = round(100 * sum(r["correct"] for r in records) / len(records), 4)
+                    mine = self.shares[task.name]
+                    questions = [task.selected[i] for i in mine]
+                    items = [self.prompts[task.name][i] for i in mine]
+                    records = [r for batch in likelihood_records(scorer, questions, items) for r in batch]
+                    counts += [sum(r["correct"] for r in records), len(records)]
+                for _ in range(self.idle):
+                    scorer.idle_forward()
         finally:
             model.train(was_training)
+        counts = current().sum(counts, device=self.trainer.args.device)
+        accuracies = {
+            task.name: round(100 * correct / scored, 4)
+            for task, correct, scored in zip(self.plan.tasks, counts[::2], counts[1::2])
+        }
         if average(accuracies) is not None:
             accuracies[AVERAGE] = average(accuracies)
         return {metric_key(name): accuracy for name, accuracy in accuracies.items()}

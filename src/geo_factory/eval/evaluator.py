@@ -39,6 +39,7 @@ from transformers import HfArgumentParser
 from ..hparams import EvalArguments
 from ..hparams.checks import ConfigError, check_int
 from . import plan as planning
+from .distributed import World
 from .families.base import BoundTask, Settings, Where
 from .families.k2 import load_samples, shown_settings
 from .prompts import Budget
@@ -127,7 +128,8 @@ get_geobench_args = get_eval_args  # the name before the evaluation package ran 
 class Evaluator:
     """Parse, plan, resume, score, judge, report: the same steps for every task of every family."""
 
-    def __init__(self, args: dict[str, Any] | list[str] | None = None) -> None:
+    def __init__(self, args: dict[str, Any] | list[str] | None = None, world: World | None = None) -> None:
+        self.world = world or World()  # under torchrun: this process's rank; it scores its share of each task
         (
             self.model_args,
             self.data_args,
@@ -146,16 +148,17 @@ class Evaluator:
         except ConfigError as err:
             raise ValueError(f"{where(err)}: {err}") from None
         for name, why in self.plan.absent.items():
-            logger.warning(f"{name}: {why}.")
+            logger.warning_rank0(f"{name}: {why}.")
         self.judge = self._make_judge()
         self._check_plan()
         self.plan.load()
         self.hashes = self.plan.hashes()
-        if self.judge is not None:
+        if self.judge is not None and self.world.main:  # the judge is asked by rank 0 alone
             self.judge.check()
         self.encoder = self._encoder()
         self.context = self._context()
         self.prompts = {task.name: task.prompts(self.encoder, self._budget) for task in self.plan.tasks}
+        self.done: dict[tuple[str, int], dict[str, Any]] | None = None
 
     @property
     def tasks(self) -> list[BoundTask]:
@@ -219,6 +222,12 @@ class Evaluator:
         return self.eval_args.eval_mode == "generate" or any(not task.objective for task in self.tasks)
 
     def _check_plan(self) -> None:
+        if self.world.size > 1 and self.needs_generation and self.model_args.infer_backend != EngineName.HF:
+            raise ValueError(
+                f"`infer_backend: {self.model_args.infer_backend}` spreads one model over the GPUs itself: run it in "
+                "one process (unset FORCE_TORCHRUN, or NPROC_PER_NODE=1), or use `infer_backend: huggingface` to "
+                "give each process a share of the questions."
+            )
         if self.likelihood and self.model_args.infer_backend != EngineName.HF:
             raise ValueError(
                 f"`eval_mode: likelihood` runs the model with transformers, but `infer_backend` is "
@@ -239,7 +248,7 @@ class Evaluator:
                     "ROUGE/BLEU scoring needs jieba, nltk and rouge-chinese: pip install 'geo-factory[metrics]'."
                 )
 
-    def _fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> dict[str, Any]:
         """What the predictions depend on; a resumed run must match it (batch size is not part of it)."""
         m, args = self.model_args, self.eval_args
         fingerprint = {
@@ -325,33 +334,60 @@ class Evaluator:
         model = load_model(tokenizer, self.model_args, self.finetuning_args)
         return LikelihoodScorer(model, tokenizer, template, self.eval_args.batch_size)
 
+    def open(self) -> None:
+        """Start or resume ``save_dir``: rank 0 reads and writes it, every rank learns which answers it holds."""
+        outcome: dict[tuple[str, int], dict[str, Any]] | ValueError = {}
+        if self.world.main:
+            try:
+                outcome = self.save.open(self.fingerprint(), self.eval_args.overwrite_save_dir)
+            except ValueError as err:
+                outcome = err
+        outcome = self.world.broadcast(outcome)
+        if isinstance(outcome, ValueError):
+            raise outcome
+        self.done = outcome
+
     def run(self) -> dict[str, Any]:
-        done = self.save.open(self._fingerprint(), self.eval_args.overwrite_save_dir)
+        if self.done is None:
+            self.open()
+        done, world = self.done, self.world
         if done:
             unjudged = sum(self._unjudged(record) for record in done.values())
-            logger.info(
+            logger.info_rank0(
                 f"Resuming the unfinished run in {self.save.path}: {len(done)} predictions found"
                 + (f", {unjudged} of them still to be judged." if unjudged else ".")
             )
         records: dict[str, list[dict[str, Any]]] = {}
+        scored = 0
         for task in self.tasks:
             selected = task.selected
             records[task.name] = [done[(task.name, q.id)] for q in selected if (task.name, q.id) in done]
             todo = [(q, p) for q, p in zip(selected, self.prompts[task.name]) if (task.name, q.id) not in done]
-            with tqdm(total=len(selected), initial=len(selected) - len(todo), desc=task.name, unit="q") as bar:
-                for batch in self._score(task, todo) if todo else ():
-                    self.save.append(batch)
-                    records[task.name] += batch
-                    bar.update(len(batch))
-            self._judge(task.name, records[task.name])
+            # exemplar groups kept together, so a rank computes a shared prefix once
+            todo.sort(key=lambda item: getattr(item[1], "group", ()))
+            mine = [todo[i] for i in world.share(len(todo))]
+            scored += len(mine)
+            initial, main = len(selected) - len(todo), world.main
+            with tqdm(total=len(selected), initial=initial, desc=task.name, unit="q", disable=not main) as bar:
+                for batch in world.gather(self._score(task, mine) if mine else ()):
+                    if world.main:
+                        self.save.append(batch)
+                        records[task.name] += batch
+                        bar.update(len(batch))
+            if world.main:
+                self._judge(task.name, records[task.name])
+                order = {q.id: i for i, q in enumerate(selected)}
+                records[task.name].sort(key=lambda record: order[record["id"]])
 
-        results = self._results(records)
-        if results["compared_on_other_questions"]:
-            logger.warning(results["notes"][-1])
-        self.save.finish(results, self.others, [record for task in records.values() for record in task])
-        print(format_table(results))
-        logger.info(f"Evaluation results written to {self.save.path}.")
-        return results
+        per_rank = world.sum([scored if rank == world.rank else 0 for rank in range(world.size)])
+        results = self._results(records, per_rank) if world.main else None
+        if world.main:
+            if results["compared_on_other_questions"]:
+                logger.warning(results["notes"][-1])
+            self.save.finish(results, self.others, [record for task in records.values() for record in task])
+            print(format_table(results))
+            logger.info(f"Evaluation results written to {self.save.path}.")
+        return world.broadcast(results)
 
     def _unjudged(self, record: dict[str, Any]) -> bool:
         return self.judge is not None and "question" in record and "judge" not in record
@@ -404,7 +440,7 @@ class Evaluator:
                 self.save.append(batch)
                 bar.update(len(batch))
 
-    def _results(self, records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def _results(self, records: dict[str, list[dict[str, Any]]], per_rank: list[int]) -> dict[str, Any]:
         args, m = self.eval_args, self.model_args
         tasks = summarize(self.plan, records, self.hashes)
         notes = run_notes(self.plan, tasks)
@@ -439,6 +475,7 @@ class Evaluator:
                 "k2_samples": shown["k2_samples"],
                 "max_samples": self.data_args.max_samples,
                 "batch_size": args.batch_size,
+                "world_size": self.world.size,
                 **data,
                 "prompt_limit": None if self.context is None else self.context.source,
                 "judge": None
@@ -452,6 +489,7 @@ class Evaluator:
             },
             "tasks": tasks,
             "absent": self.plan.absent,
+            "scored_per_rank": per_rank,  # questions each process scored in this run (resumed ones not counted)
             "compared_on_other_questions": differ,
             "notes": notes,
             "config": {k: v for k, v in self.config.items() if not _SECRET_KEY.search(k)},

@@ -59,19 +59,26 @@ class SaveDir:
 
         run_config = self.path / RUN_CONFIG
         if run_config.exists():
-            with open(run_config, encoding="utf-8") as f:
-                previous = json.load(f)
-            changed = sorted(k for k in {*previous, *fingerprint} if previous.get(k) != fingerprint.get(k))
-            if changed:
-                raise ValueError(
-                    f"`save_dir: {self.path}` holds an unfinished run with other settings ({', '.join(changed)} "
-                    f"differ, see {run_config}); rerun with those settings to resume it, or set "
-                    "`overwrite_save_dir: true` to start over."
-                )
+            self.check_resumable(fingerprint)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             write_json_atomic(run_config, fingerprint)
         return self._read_predictions()
+
+    def check_resumable(self, fingerprint: dict[str, Any]) -> None:
+        """An unfinished run here must have been started with the same settings (reads only)."""
+        run_config = self.path / RUN_CONFIG
+        if not run_config.exists():
+            return
+        with open(run_config, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = sorted(k for k in {*previous, *fingerprint} if previous.get(k) != fingerprint.get(k))
+        if changed:
+            raise ValueError(
+                f"`save_dir: {self.path}` holds an unfinished run with other settings ({', '.join(changed)} "
+                f"differ, see {run_config}); rerun with those settings to resume it, or set "
+                "`overwrite_save_dir: true` to start over."
+            )
 
     def _read_predictions(self) -> dict[tuple[str, int], dict[str, Any]]:
         path = self.path / PREDICTIONS

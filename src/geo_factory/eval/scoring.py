@@ -115,14 +115,35 @@ class LikelihoodScorer(PromptEncoder):
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.keep_last = {"logits_to_keep": 1} if getattr(base, "_supports_logits_to_keep", bool)() else {}
-        self.prefix_cache_ok = True  # turned off for caches this scorer cannot expand (sliding window, hybrid)
+        # known before the first forward, so every rank can count the forwards of every rank (see `forwards`)
+        self.prefix_cache_ok = _plain_cache(base.config)
+
+    def _groups(self, items: list[Encoded]) -> Iterator[list[int]]:
+        """Indices of ``items`` by exemplar group, longest prompt first."""
+        order = sorted(range(len(items)), key=lambda i: (items[i].group, -len(items[i].ids)))
+        for _, members in itertools.groupby(order, key=lambda i: items[i].group):
+            yield list(members)
+
+    def _prefix_len(self, seqs: list[list[int]]) -> int:
+        """The prefix the sequences share and each keeps one token of its own after; 0: no prefix pass."""
+        return min(_common_prefix(seqs), min(map(len, seqs)) - 1) if self.prefix_cache_ok else 0
+
+    def forwards(self, items: list[Encoded]) -> int:
+        """How many forward passes :meth:`score` makes for ``items``."""
+        return sum(
+            (self._prefix_len([items[i].ids for i in members]) >= 1) + -(-len(members) // self.batch_size)
+            for members in self._groups(items)
+        )
+
+    @torch.no_grad()
+    def idle_forward(self) -> None:
+        """A forward pass on one token: a rank with fewer questions keeps step with a sharded model's collectives."""
+        self.model(input_ids=torch.tensor([[self.pad_id]], device=self.model.device), **self.keep_last)
 
     @torch.no_grad()
     def score(self, items: list[Encoded]) -> Iterator[list[tuple[int, list[float]]]]:
         """Per batch, (index in ``items``, log-probability of each candidate token)."""
-        order = sorted(range(len(items)), key=lambda i: (items[i].group, -len(items[i].ids)))
-        for _, members in itertools.groupby(order, key=lambda i: items[i].group):
-            members = list(members)
+        for members in self._groups(items):
             prefix_len, cache = self._prefix([items[i].ids for i in members])
             for start in range(0, len(members), self.batch_size):
                 batch = members[start : start + self.batch_size]
@@ -134,8 +155,8 @@ class LikelihoodScorer(PromptEncoder):
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
-        prefix_len = min(_common_prefix(seqs), min(map(len, seqs)) - 1)
-        if not self.prefix_cache_ok or prefix_len < 1:
+        prefix_len = self._prefix_len(seqs)
+        if prefix_len < 1:
             return 0, None
 
         device = self.model.device
@@ -177,6 +198,19 @@ class LikelihoodScorer(PromptEncoder):
             **self.keep_last,
         ).logits
         return logits[:, -1].float().log_softmax(-1).cpu()
+
+
+def _plain_cache(config: Any) -> bool:
+    """Whether the model caches every position in plain layers, which a prefix cache can be expanded from (not
+    sliding-window or hybrid layers); a cache of another kind met at run time turns the prefix cache off too."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        layers = DynamicCache(config=config).layers
+    except (AttributeError, TypeError, ValueError):
+        return True
+    return all(type(layer) is DynamicLayer for layer in layers)
 
 
 def normalize(logprobs: list[float]) -> list[float]:

@@ -1,0 +1,175 @@
+"""Evaluation across processes: ``llamafactory-cli eval`` under torchrun, and the in-training hook under DDP, FSDP
+and DeepSpeed.
+
+``eval`` is started the way LLaMA-Factory starts ``train``: with ``FORCE_TORCHRUN=1``, or by itself on a machine
+with more than one accelerator, one process per device (``NPROC_PER_NODE``, ``NNODES``, ``NODE_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT`` as for ``train``). Each process holds a whole model and scores a share of the
+questions: contiguous in the scorer's order, so the questions that share exemplars (a general benchmark's subject)
+stay on one rank and their common prefix is computed once; sizes differ by at most one question. Rank 0 gathers
+every batch as it is scored and writes the files one process would, so a killed run resumes with any number of
+processes. Which rank scored a question changes no answer: a question is scored on its own tokens whatever its
+batch (see :mod:`.scoring`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the evaluating processes (a world of 1 is one process, no torch.distributed)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, count: int) -> range:
+        """This rank's contiguous share of ``count`` items in order; shares differ by at most one item."""
+        return share(count, self.rank, self.size)
+
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's ``obj`` on every rank."""
+        if self.size == 1:
+            return obj
+        import torch.distributed as dist
+
+        holder = [obj]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def gather(self, batches: Iterable[list[T]]) -> Iterator[list[T]]:
+        """Each rank's batches, merged: rank 0 gets every rank's batch of each step (the others get []) until all
+        ranks are through; ranks with fewer batches take part with nothing."""
+        if self.size == 1:
+            yield from batches
+            return
+        import torch.distributed as dist
+
+        source = iter(batches)
+        while True:
+            mine = next(source, None)
+            every: list[list[T] | None] = [None] * self.size
+            dist.all_gather_object(every, mine)
+            if all(batch is None for batch in every):
+                return
+            yield [item for batch in every if batch for item in batch] if self.main else []
+
+    def sum(self, values: Sequence[int], device: Any = None) -> list[int]:
+        """Element-wise sums over the ranks (in-training metrics: counts, not objects, on the training device)."""
+        if self.size == 1:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(list(values), dtype=torch.long, device=device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def max(self, value: int, device: Any = None) -> int:
+        if self.size == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.long, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
+
+def share(count: int, rank: int, size: int) -> range:
+    base, extra = divmod(count, size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def current() -> World:
+    """The world torch.distributed runs in, if it runs (the trainer has set it up)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def join() -> World:
+    """Under torchrun: join the process group (NCCL on GPUs, gloo on the CPU) with this process's one device.
+
+    Each process sees only its own accelerator, so LLaMA-Factory's ``device_map: auto`` (inference and
+    ``ChatModel`` set it) places the whole model on it.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else None
+    if devices is None or len(devices) > 1:  # before torch starts CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[local] if devices else str(local)
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wants_torchrun() -> bool:
+    """As LLaMA-Factory decides for ``train``: forced, or more than one accelerator here (and no Ray or KTransformers)."""
+    from llamafactory.extras.misc import get_device_count, is_env_enabled, use_kt, use_ray
+
+    return is_env_enabled("FORCE_TORCHRUN") or (get_device_count() > 1 and not use_ray() and not use_kt())
+
+
+def torchrun_command(args: list[str]) -> list[str]:
+    """``torchrun`` running ``python -m geo_factory.eval ARGS`` on every process, from LLaMA-Factory's variables."""
+    from llamafactory.extras.misc import find_available_port, get_device_count
+
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        os.getenv("NNODES", "1"),
+        "--node_rank",
+        os.getenv("NODE_RANK", "0"),
+        "--nproc_per_node",
+        os.getenv("NPROC_PER_NODE", str(max(get_device_count(), 1))),
+        "--master_addr",
+        os.getenv("MASTER_ADDR", "127.0.0.1"),
+        "--master_port",
+        os.getenv("MASTER_PORT", str(find_available_port())),
+        "-m",
+        "geo_factory.eval",
+        *args,
+    ]
+
+
+def launch(args: list[str]) -> int:
+    from llamafactory.extras import logging
+
+    command = torchrun_command(args)
+    nproc, nnodes = command[command.index("--nproc_per_node") + 1], command[command.index("--nnodes") + 1]
+    logging.get_logger("llamafactory.geo_factory.eval").info(
+        f"Evaluating on {nproc} processes per node, {nnodes} node(s), at "
+        f"{command[command.index('--master_addr') + 1]}:{command[command.index('--master_port') + 1]}."
+    )
+    return subprocess.run(command).returncode
