@@ -3,11 +3,11 @@ the questions each rank scored, and whether every answer is the same.
 
 Each repeat runs every process count once, alternating, into a fresh ``save_dir``; medians over the repeats are
 reported. On the CPU the processes share the machine's cores (each gets cores / N threads, so 1 process gets them
-all): the figure to read there is the questions per rank, and that the answers do not move; the speed-up shows
+all, unless ``--threads``): the figure to read there is the questions per rank, and that the answers do not move; the speed-up shows
 where each process has its own GPU (``--device cuda``, one process per visible GPU).
 
     python benchmarks/bench_eval_ranks.py --model models/smollm2-135m-instruct --template smollm2 \
-        [--task geobench] [--task-dir DIR] [--nproc 1,2] [--repeats 3] [--max-samples N] [--device cpu|cuda] [--json out.json]
+        [--task geobench] [--task-dir DIR] [--nproc 1,2] [--repeats 3] [--max-samples N] [--device cpu|cuda] [--threads T] [--json out.json]
 
 Data: ../shared/geobench/k2 when present, else the test fixtures (or ``--task-dir``).
 """
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, nproc: int, save_dir: Path) -> float:
     config_file.write_text(json.dumps(config))  # JSON is YAML
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if args.device == "cpu":
-        env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+        threads = args.threads or max(1, (os.cpu_count() or 1) // nproc)
+        env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=str(threads))
     if nproc > 1:
         env.update(FORCE_TORCHRUN="1", NPROC_PER_NODE=str(nproc))
     start = time.perf_counter()
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-samples", type=int, default=None, help="questions per task (all by default)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     counts = [int(n) for n in args.nproc.split(",")]
@@ -110,6 +112,9 @@ def main() -> None:
         "task_dir": args.task_dir,
         "device": args.device,
         "cpu_count": os.cpu_count(),
+        "threads_per_process": None
+        if args.device == "cuda"
+        else {n: args.threads or max(1, (os.cpu_count() or 1) // n) for n in counts},
         "repeats": args.repeats,
         "by_processes": rows,
     }

@@ -114,9 +114,10 @@ def join() -> World:
         return World()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = visible.split(",") if visible else None
-    if devices is None or len(devices) > 1:  # before torch starts CUDA
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices[local] if devices else str(local)
+    if visible is None:  # before torch starts CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(local)
+    elif len(visible.split(",")) > 1:  # the user's own list ("" keeps every GPU hidden)
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[local % len(visible.split(","))]
     import torch
     import torch.distributed as dist
 
