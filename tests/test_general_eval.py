@@ -162,6 +162,9 @@ def test_published_benchmarks_every_question_counted(tmp_path, tiny_model, cli_e
 # JiuZhou's yaml unchanged: killed and resumed; then JiuZhou's table at another batch size
 
 
+JIUZHOU_N_TEST = 60  # scored questions per MMLU subject (3 subjects): a kill after 20, then the rest
+
+
 @pytest.fixture(scope="module")
 def jiuzhou_runs(tmp_path_factory, tiny_model, cli_env) -> Path:
     """examples/eval/mmlu_jiuzhou.yaml (batch 4, `template: fewshot`, a LoRA adapter) SIGKILLed mid-run, then rerun;
@@ -170,7 +173,7 @@ def jiuzhou_runs(tmp_path_factory, tiny_model, cli_env) -> Path:
     from transformers import AutoModelForCausalLM
 
     work = workdir(tmp_path_factory.mktemp("general_jiuzhou"), tiny_model)
-    write_benchmarks(work / "evaluation", n_test=100)
+    write_benchmarks(work / "evaluation", n_test=JIUZHOU_N_TEST)
     adapter = work / "saves" / "JiuZhou" / "lora" / "sft"
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # random B: it matters
     get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora).save_pretrained(adapter)
@@ -192,7 +195,7 @@ def jiuzhou_runs(tmp_path_factory, tiny_model, cli_env) -> Path:
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
     killed = predictions.read_text().count("\n")
-    assert 20 <= killed < 300 and not (save_dir / "results.json").exists()
+    assert 20 <= killed < 3 * JIUZHOU_N_TEST and not (save_dir / "results.json").exists()
     (work / "killed_at").write_text(str(killed))
     resumed = run_cli("eval", example("eval/mmlu_jiuzhou.yaml"), *model, cwd=work, env=cli_env)
     (work / "resumed.log").write_text(resumed.stdout + resumed.stderr)
@@ -211,14 +214,16 @@ def test_jiuzhou_yaml_runs_unchanged_and_resumes_after_a_kill(jiuzhou_runs) -> N
     work = jiuzhou_runs
     results, predictions = outputs(work / "saves" / "JiuZhou" / "lora" / "eval_mmlu")
     summary = results["tasks"]["mmlu_test"]
-    assert summary["scored"] == summary["total"] == 300 and summary["n_shot"] == 5
-    assert sorted(p["id"] for p in predictions) == list(range(300))
-    assert {s: part["total"] for s, part in summary["subjects"].items()} == dict.fromkeys(SUBJECTS["mmlu"], 100)
+    assert summary["scored"] == summary["total"] == 3 * JIUZHOU_N_TEST and summary["n_shot"] == 5
+    assert sorted(p["id"] for p in predictions) == list(range(3 * JIUZHOU_N_TEST))
+    assert {s: part["total"] for s, part in summary["subjects"].items()} == dict.fromkeys(
+        SUBJECTS["mmlu"], JIUZHOU_N_TEST
+    )
     assert set(summary["categories"]) == {"STEM", "Other", "Humanities"}
     assert results["model"]["name"] == "tiny-mistral + sft" and results["model"]["template"] == "fewshot"
     killed = int((work / "killed_at").read_text())
     log = (work / "resumed.log").read_text()
-    assert f"{killed} predictions found." in log and f"| {killed}/300 " in log
+    assert f"{killed} predictions found." in log and f"| {killed}/{3 * JIUZHOU_N_TEST} " in log
     assert any("first `n_shot` questions of its subject's dev split" in note for note in results["notes"])
 
 

@@ -363,11 +363,14 @@ def _synthetic_k2(folder: Path, n: int) -> Path:
     return folder
 
 
+RESUMED = 200  # questions of the killed run: a kill after 30, and batches of 16 to compare with
+
+
 @pytest.fixture(scope="module")
 def resumed_and_batched(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, Path, Path]:
     """Run A (one question per pass) SIGKILLed mid-run and rerun; run B (batches of 16) in one go."""
     work = tmp_path_factory.mktemp("geobench_resume")
-    data = _synthetic_k2(work / "data", 400)
+    data = _synthetic_k2(work / "data", RESUMED)
     config = {"task": "geobench_apstudy", "task_dir": str(data), "n_shot": 3}
     path = work / "a.yaml"
     path.write_text(
@@ -385,7 +388,7 @@ def resumed_and_batched(tmp_path_factory, tiny_model, cli_env) -> tuple[Path, Pa
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
     killed = predictions.read_text().count("\n")
-    assert 30 <= killed < 400 and not (work / "a" / "results.json").exists()
+    assert 30 <= killed < RESUMED and not (work / "a" / "results.json").exists()
     (work / "killed_at").write_text(str(killed))
     with open(predictions, "a") as f:
         f.write('{"task": "geobench_apstudy", "id": 3')  # a line torn by the kill
@@ -400,10 +403,10 @@ def test_a_killed_run_resumes_where_it_stopped(resumed_and_batched) -> None:
     work, a, _ = resumed_and_batched
     resumed_from = int((work / "killed_at").read_text())
     results, predictions = _outputs(a)
-    assert results["tasks"]["geobench_apstudy"]["scored"] == results["tasks"]["geobench_apstudy"]["total"] == 400
-    assert sorted(p["id"] for p in predictions) == list(range(400))
+    assert results["tasks"]["geobench_apstudy"]["scored"] == results["tasks"]["geobench_apstudy"]["total"] == RESUMED
+    assert sorted(p["id"] for p in predictions) == list(range(RESUMED))
     log = (work / "resumed.log").read_text()
-    assert log.count(f"| {resumed_from}/400 ") >= 1  # the progress bar picked up there
+    assert log.count(f"| {resumed_from}/{RESUMED} ") >= 1  # the progress bar picked up there
     assert f"Resuming the unfinished run in {a}: {resumed_from} predictions found." in log
 
 
@@ -419,22 +422,20 @@ def test_batching_never_changes_an_answer(resumed_and_batched) -> None:
         assert batched[i]["probs"] == pytest.approx(p["probs"], abs=1e-5)
 
 
-def test_a_finished_run_is_not_overwritten(resumed_and_batched, tmp_path, cli_env) -> None:
+def test_overwrite_save_dir_starts_a_finished_run_over(resumed_and_batched, tmp_path, cli_env) -> None:
+    """A finished run without ``overwrite_save_dir`` is refused and kept: test_geobench_inputs.py's
+    ``test_tiny_eval_yaml_keeps_a_finished_run``; with it, the run starts over."""
     work, a, b = resumed_and_batched
     config = yaml.safe_load((work / "a.yaml").read_text())
     config["save_dir"] = str(shutil.copytree(a, tmp_path / "a"))
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config))
-    before = (tmp_path / "a" / "results.json").read_bytes()
-    proc = run_cli("eval", tmp_path / "a.yaml", cwd=tmp_path, env=cli_env, check=False)
-    assert proc.returncode != 0 and "holds a finished evaluation run" in proc.stderr
-    assert (tmp_path / "a" / "results.json").read_bytes() == before
     proc = run_cli(
         "eval", tmp_path / "a.yaml", "overwrite_save_dir=true", "max_samples=5", f"compare_with=[{b / 'results.json'}]",
         cwd=tmp_path, env=cli_env,
     )  # fmt: skip
     results, predictions = _outputs(tmp_path / "a")
     assert results["tasks"]["geobench_apstudy"]["scored"] == len(predictions) == 5
-    # compared with run B, which scored all 400 questions: said in a warning, results.json and results.log
+    # compared with run B, which scored all RESUMED questions: said in a warning, results.json and results.log
     assert results["compared_on_other_questions"] == ["geobench_apstudy (tiny-mistral)"]
     warning = "`compare_with` runs scored other questions (other data or another subset) for: geobench_apstudy"
     assert warning in proc.stdout and warning in (tmp_path / "a" / "results.log").read_text()

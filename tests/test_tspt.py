@@ -218,8 +218,8 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env, parse_trai
     args = [
         "train",
         str(example("tiny/tiny_tspt_lora.yaml")),
-        "tspt_stage1_tokens=30720",  # 60 steps a stage
-        "tspt_stage2_tokens=30720",
+        "tspt_stage1_tokens=15360",  # 30 steps a stage
+        "tspt_stage2_tokens=15360",
         "save_steps=5",
     ]
     out = work / yaml.safe_load(example("tiny/tiny_tspt_lora.yaml").read_text())["output_dir"]
@@ -239,7 +239,7 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env, parse_trai
 
     # a finished stage is only reused for the same configuration (checked at parsing: here, in this process)
     with pytest.raises(ValueError, match="was finished with other tokens than configured now"):
-        parse_train(*args[1:], "tspt_stage1_tokens=20480", cwd=work)
+        parse_train(*args[1:], "tspt_stage1_tokens=10240", cwd=work)
 
     # killed in stage 2: the re-run skips stage 1 and resumes stage 2 from its newest complete checkpoint
     stage1_files = {p.name: p.read_bytes() for p in stage1.iterdir() if p.is_file()}
@@ -251,7 +251,7 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env, parse_trai
     report = _report(out)
     assert report["finished"]
     assert report["stages"]["stage2"]["resumed_from"] == f"checkpoint-{resume2}"
-    assert report["stages"]["stage2"]["steps"] == 60
+    assert report["stages"]["stage2"]["steps"] == 30
     assert (out / "adapter_model.safetensors").is_file()
 
     # and once finished, the same command stops at parsing with status 0 (its message: see the short run's re-run)
