@@ -27,10 +27,8 @@ def run_eval() -> None:
         _checked(World(), resume=False)  # a mistake is one line here, before N processes start; nothing written
         sys.exit(launch(sys.argv[1:]))
     world = join()
-    try:
-        _checked(world).run()
-    finally:
-        leave()
+    _checked(world).run()
+    leave()  # on an error the process exits, and torchrun stops the others
 
 
 def _checked(world, resume: bool = True):

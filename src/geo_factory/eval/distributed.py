@@ -127,9 +127,11 @@ def join() -> World:
 
 
 def leave() -> None:
+    """Every rank together: a gloo group torn down while a peer still talks to it aborts the process at exit."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
