@@ -19,7 +19,7 @@ import torch
 from llamafactory.extras import logging
 from transformers import TrainerCallback
 
-from .distributed import current, share
+from .distributed import current, shares
 from .plan import for_training
 from .prompts import Budget
 from .scoring import Encoded, LikelihoodScorer, PromptEncoder, likelihood_records
@@ -85,19 +85,16 @@ class GeoBenchCallback(TrainerCallback):
         self._share(kwargs["model"])
 
     def _share(self, model: Any) -> None:
-        """Each rank's questions, contiguous in exemplar-group order so a shared prefix stays on one rank, and the
-        idle passes that make every rank's forward count the busiest rank's."""
+        """Each rank's questions (:func:`.distributed.shares`), and the idle passes that make every rank's forward
+        count the busiest rank's."""
         world = current()
         scorer = LikelihoodScorer(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size)
-        shares: dict[str, list[list[int]]] = {}
-        for name, prompts in self.prompts.items():
-            order = sorted(range(len(prompts)), key=lambda i: prompts[i].group)
-            shares[name] = [[order[i] for i in share(len(order), rank, world.size)] for rank in range(world.size)]
+        every = {name: shares(prompts, world.size) for name, prompts in self.prompts.items()}
         passes = [
-            sum(scorer.forwards([self.prompts[name][i] for i in share_[rank]]) for name, share_ in shares.items())
+            sum(scorer.forwards([self.prompts[name][i] for i in ranks[rank]]) for name, ranks in every.items())
             for rank in range(world.size)
         ]
-        self.shares = {name: share_[world.rank] for name, share_ in shares.items()}
+        self.shares = {name: ranks[world.rank] for name, ranks in every.items()}
         self.idle = max(passes) - passes[world.rank]
         if world.size > 1:
             scored = sum(map(len, self.shares.values()))

@@ -35,10 +35,6 @@ class World:
     def main(self) -> bool:
         return self.rank == 0
 
-    def share(self, count: int) -> range:
-        """This rank's contiguous share of ``count`` items in order; shares differ by at most one item."""
-        return share(count, self.rank, self.size)
-
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank."""
         if self.size == 1:
@@ -77,21 +73,14 @@ class World:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def max(self, value: int, device: Any = None) -> int:
-        if self.size == 1:
-            return value
-        import torch
-        import torch.distributed as dist
 
-        tensor = torch.tensor([value], dtype=torch.long, device=device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return int(tensor.item())
-
-
-def share(count: int, rank: int, size: int) -> range:
-    base, extra = divmod(count, size)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
+def shares(prompts: Sequence[Any], size: int) -> list[list[int]]:
+    """Each rank's prompts (indices), contiguous in exemplar-group order so that a shared prefix stays on one rank;
+    shares differ by at most one prompt. Every rank computes every rank's share, the same way."""
+    order = sorted(range(len(prompts)), key=lambda i: getattr(prompts[i], "group", ()))
+    base, extra = divmod(len(order), size)
+    starts = [rank * base + min(rank, extra) for rank in range(size + 1)]
+    return [order[starts[rank] : starts[rank + 1]] for rank in range(size)]
 
 
 def current() -> World:
@@ -114,10 +103,11 @@ def join() -> World:
         return World()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:  # before torch starts CUDA
+    devices = visible.split(",") if visible is not None else None
+    if devices is None:  # before torch starts CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = str(local)
-    elif len(visible.split(",")) > 1:  # the user's own list ("" keeps every GPU hidden)
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[local % len(visible.split(","))]
+    elif len(devices) > 1:  # the user's own list ("" keeps every GPU hidden)
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[local % len(devices)]
     import torch
     import torch.distributed as dist
 
@@ -142,37 +132,28 @@ def wants_torchrun() -> bool:
     return is_env_enabled("FORCE_TORCHRUN") or (get_device_count() > 1 and not use_ray() and not use_kt())
 
 
-def torchrun_command(args: list[str]) -> list[str]:
-    """``torchrun`` running ``python -m geo_factory.eval ARGS`` on every process, from LLaMA-Factory's variables."""
+def torchrun_layout() -> dict[str, str]:
+    """torchrun's layout from LLaMA-Factory's variables, with its defaults: this node, one process per device."""
     from llamafactory.extras.misc import find_available_port, get_device_count
 
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        os.getenv("NNODES", "1"),
-        "--node_rank",
-        os.getenv("NODE_RANK", "0"),
-        "--nproc_per_node",
-        os.getenv("NPROC_PER_NODE", str(max(get_device_count(), 1))),
-        "--master_addr",
-        os.getenv("MASTER_ADDR", "127.0.0.1"),
-        "--master_port",
-        os.getenv("MASTER_PORT", str(find_available_port())),
-        "-m",
-        "geo_factory.eval",
-        *args,
-    ]
+    return {
+        "nnodes": os.getenv("NNODES", "1"),
+        "node_rank": os.getenv("NODE_RANK", "0"),
+        "nproc_per_node": os.getenv("NPROC_PER_NODE", str(max(get_device_count(), 1))),
+        "master_addr": os.getenv("MASTER_ADDR", "127.0.0.1"),
+        "master_port": os.getenv("MASTER_PORT", str(find_available_port())),
+    }
 
 
 def launch(args: list[str]) -> int:
+    """``torchrun`` running ``python -m geo_factory.eval ARGS`` on every process; its exit status."""
     from llamafactory.extras import logging
 
-    command = torchrun_command(args)
-    nproc, nnodes = command[command.index("--nproc_per_node") + 1], command[command.index("--nnodes") + 1]
+    layout = torchrun_layout()
     logging.get_logger("llamafactory.geo_factory.eval").info(
-        f"Evaluating on {nproc} processes per node, {nnodes} node(s), at "
-        f"{command[command.index('--master_addr') + 1]}:{command[command.index('--master_port') + 1]}."
+        f"Evaluating on {layout['nproc_per_node']} processes per node, {layout['nnodes']} node(s), at "
+        f"{layout['master_addr']}:{layout['master_port']}."
     )
+    options = [part for key, value in layout.items() for part in (f"--{key}", value)]
+    command = [sys.executable, "-m", "torch.distributed.run", *options, "-m", "geo_factory.eval", *args]
     return subprocess.run(command).returncode

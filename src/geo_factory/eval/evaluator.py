@@ -39,7 +39,7 @@ from transformers import HfArgumentParser
 from ..hparams import EvalArguments
 from ..hparams.checks import ConfigError, check_int
 from . import plan as planning
-from .distributed import World
+from .distributed import World, shares
 from .families.base import BoundTask, Settings, Where
 from .families.k2 import load_samples, shown_settings
 from .prompts import Budget
@@ -363,9 +363,7 @@ class Evaluator:
             selected = task.selected
             records[task.name] = [done[(task.name, q.id)] for q in selected if (task.name, q.id) in done]
             todo = [(q, p) for q, p in zip(selected, self.prompts[task.name]) if (task.name, q.id) not in done]
-            # exemplar groups kept together, so a rank computes a shared prefix once
-            todo.sort(key=lambda item: getattr(item[1], "group", ()))
-            mine = [todo[i] for i in world.share(len(todo))]
+            mine = [todo[i] for i in shares([p for _, p in todo], world.size)[world.rank]]
             scored += len(mine)
             initial, main = len(selected) - len(todo), world.main
             with tqdm(total=len(selected), initial=initial, desc=task.name, unit="q", disable=not main) as bar:
