@@ -64,7 +64,7 @@ def test_export_merges_the_adapter_into_the_base_weights(jiuzhou: Path, tiny_mod
 
 def test_chat_answers_a_question_on_stdin(jiuzhou: Path, cli_env) -> None:
     answer = chat(example("tiny/tiny_chat.yaml"), "What is a subduction zone?", cwd=jiuzhou, env=cli_env)
-    assert answer.startswith("upe the upe the ue the unde"), answer  # greedy: this model's own words
+    assert answer.startswith("The a a a a a a a a a a a a"), answer  # greedy: this model's own words
 
 
 def test_k2_recipe_full_pretraining_then_two_step_instruction_tuning(tmp_path, tiny_model, cli_env) -> None:

@@ -377,12 +377,13 @@ def test_openai_client_against_api_executes_tool_calls(rig: Path, cli_env: dict[
 def test_tiny_tools_recipe_trains_on_geo_tools_sft(tmp_path: Path, tiny_model: Path, cli_env: dict[str, str]) -> None:
     """The shipped twin recipe: geo_tools_sft (with geosignal_demo) goes through LLaMA-Factory's sharegpt reader."""
     work = workdir(tmp_path, tiny_model)
-    proc = run_cli("train", example("tiny/tiny_tools_sft.yaml"), "max_steps=2", cwd=work, env=cli_env)
+    proc = run_cli("train", example("tiny/tiny_tools_sft.yaml"), "max_steps=1", cwd=work, env=cli_env)
     assert "Converting format of dataset" in proc.stdout + proc.stderr
     assert (work / "saves" / "tiny" / "lora" / "tools_sft" / "adapter_model.safetensors").is_file()
-    # and the shipped chat twin, all seven tools offered: it loads the adapter and answers (the 2-step model calls
+    # and the shipped chat twin, all seven tools offered: it loads the adapter and answers (the 1-step model calls
     # no tool; the tool loop itself is proven on the rigged model above)
-    chat(example("tiny/tiny_tools_chat.yaml"), "How far is Beijing from Lhasa?", cwd=work, env=cli_env)
+    answer = chat(example("tiny/tiny_tools_chat.yaml"), "How far is Beijing from Lhasa?", cwd=work, env=cli_env)
+    assert answer.startswith("ual, and a arngarng"), answer  # greedy: this model's own words
     rows = json.loads((Path(__file__).parents[1] / "data" / "geo_tools_sft.json").read_text(encoding="utf-8"))
     calls = [sum(t["from"] == "function_call" for t in row["conversations"]) for row in rows]
     assert {0, 1, 2} <= set(calls) and len(rows) >= 300

@@ -140,7 +140,7 @@ def test_export_merges_and_chat_answers_with_the_result(lora_run, cli_env) -> No
         cwd=work,
         env=cli_env,
     )
-    assert answer.startswith("er, and ohe the ohohoine the ohoine"), answer  # greedy: this model's own words
+    assert answer.startswith("ue the a sars the a sars the a sars"), answer  # greedy: this model's own words
 
 
 def _assert_stage2_saved_stage1s_weights(out: Path, weights: str) -> None:

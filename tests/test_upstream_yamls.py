@@ -169,7 +169,7 @@ def test_with_local_stand_ins_the_yamls_train_merge_and_chat(
         "max_new_tokens=32",
     )  # sampling can end at once on the tiny model; 1,024 tokens by default
     answer = chat(yamls["inference"], "What is basalt?", *greedy, cwd=work, env=cli_env)
-    assert answer.startswith("er, and ohe the ohohohohohoin, and a lar"), answer  # greedy: this model's own words
+    assert answer.startswith("The ars and a sars and a a sars and a"), answer  # greedy: this model's own words
 
 
 def test_geo_factory_datasets_lists_the_upstream_demo_names_with_their_source(tmp_path: Path, cli_env) -> None:

@@ -451,7 +451,7 @@ def test_export_onto_the_original_base_names_stage0_and_onto_stage0_merges(vocab
 def test_the_merged_expanded_model_chats_and_evaluates(vocab_tspt, cli_env) -> None:
     work, _ = vocab_tspt
     answer = chat(example("tiny/tiny_chat.yaml"), "什么是俯冲带？", cwd=work, env=cli_env)  # on saves/tiny/merged
-    assert answer == "、立，", answer  # greedy: the merged model's own words, new Chinese tokens and all
+    assert answer == "，e", answer  # greedy: the merged model's own words, new Chinese tokens and all
 
     (work / "eval.yaml").write_text(
         f"model_name_or_path: saves/tiny/merged\ntemplate: mistral\ntask: geobench_npee\n"
