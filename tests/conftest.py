@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 
+# One thread for the work the test workers do themselves too (the tiny model's build, vocabulary expansions): two
+# workers share the 2 cores of CI, and torch's default of a thread per core made each wait on the other's threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 SHARED_GEOBENCH = REPO.parent / "shared" / "geobench"
@@ -27,21 +31,23 @@ LONGEST_FIRST = (
     "test_qlora.py",
     "test_tspt.py",
     "test_vocab.py",
-    "test_distributed.py",
     "test_geobench.py",
+    "test_distributed.py",
     "test_smol.py",
-    "test_geobench_inputs.py",
-    "test_chat_exit.py",
-    "test_curation.py",
     "test_tools.py",
+    "test_curation.py",
+    "test_geobench_inputs.py",
     "test_pipeline.py",
     "test_webui.py",
     "test_upstream_yamls.py",
-    "test_run_args.py",
-    "test_examples.py",
+    "test_chat_exit.py",
+    "test_lm_eval_export.py",
     "test_general_eval.py",
     "test_general_hub.py",
-    "test_lm_eval_export.py",
+    "test_custom_eval.py",
+    "test_hooks.py",
+    "test_run_args.py",
+    "test_examples.py",
 )
 
 

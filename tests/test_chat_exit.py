@@ -44,9 +44,11 @@ def assert_clean_end(proc: subprocess.CompletedProcess, status: int) -> None:
 
 
 @pytest.mark.parametrize("ending", ["exit", "end of input"])
-def test_three_chats_in_a_row_end_with_status_0(ending: str, chat_yaml: Path, cli_env: dict[str, str]) -> None:
+def test_two_chats_in_a_row_end_with_status_0(ending: str, chat_yaml: Path, cli_env: dict[str, str]) -> None:
     stdin = f"{QUESTION}\nexit\n" if ending == "exit" else f"{QUESTION}\n"
-    for _ in range(3):  # 6 runs in all: stock LLaMA-Factory aborts in most of them, so all 6 clean is no accident
+    # 4 runs here, and every other chat of the suite on SmolLM2 (test_smol.py, test_qlora.py) is checked the same
+    # way: stock LLaMA-Factory aborts in most of them, so all of them clean is no accident
+    for _ in range(2):
         proc = run_cli("chat", chat_yaml, cwd=chat_yaml.parent, env=cli_env, input=stdin, check=False)
         assert_clean_end(proc, 0)
         answer = proc.stdout.split("Assistant:", 1)[1]

@@ -53,7 +53,7 @@ def _same_results(one: Path, two: Path) -> tuple[dict, dict]:
 @pytest.mark.parametrize(("layout", "general"), [("k2", "mmlu_test"), ("jiuzhou", "cmmlu_test,ceval_validation")])
 def test_eval_on_two_processes_answers_as_one(layout, general, general_dir, tmp_path, tiny_model, cli_env) -> None:
     """GeoBench (each layout) beside general benchmarks: the same predictions, probabilities and results.json on 2
-    processes as on 1; each process scores a share; a run stopped on 2 processes resumes on 1."""
+    processes as on 1; each process scores a share; a run stopped on 2 processes resumes on 1 (K2 layout)."""
     work = workdir(tmp_path, tiny_model)
     config = {
         "model_name_or_path": "models/tiny-mistral", "trust_remote_code": False,
@@ -73,6 +73,8 @@ def test_eval_on_two_processes_answers_as_one(layout, general, general_dir, tmp_
     scored_tasks = sum("scored" in summary for summary in tasks.values())
     assert min(shares) > 0 and max(shares) - min(shares) <= scored_tasks  # each task's shares differ by one at most
 
+    if layout != "k2":
+        return  # resuming is the same code for every task: once is enough
     # stopped on 2 processes with a third of the answers written (a torn last line too), resumed on 1
     resumed = work / "resumed"
     resumed.mkdir()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from conftest import (
     SHARED_GEOBENCH,
@@ -20,7 +21,6 @@ from conftest import (
     example,
     losses,
     npee_predictions,
-    read_trainer_log,
     run_cli,
     smol_workdir,
     workdir,
@@ -37,8 +37,10 @@ FOUR_BIT = ("quantization_bit=4", "quantization_method=bnb")
 
 @pytest.fixture(scope="module")
 def qlora_sft(smol_model: Path, tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
+    """The demo's SFT yaml in 4 bits, 3 steps and no held-out evaluation (test_smol.py measures that the SFT
+    lowers the held-out loss; on a 4-bit CPU base every step and evaluation costs seconds)."""
     work = smol_workdir(tmp_path_factory.mktemp("qlora_sft"), smol_model)
-    short = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8")
+    short = ("adapter_name_or_path=null", "max_steps=3", "val_size=0", "eval_strategy='no'", "eval_on_start=false")
     proc = run_cli("train", example("smol/smol_lora_sft.yaml"), *FOUR_BIT, *short, cwd=work, env=cli_env)
     assert QUANTIZED in proc.stdout + proc.stderr
     return work / "saves/smol/lora/sft"
@@ -47,11 +49,12 @@ def qlora_sft(smol_model: Path, tmp_path_factory: pytest.TempPathFactory, cli_en
 @pytest.mark.real_model
 def test_qlora_sft_trains_an_adapter_on_the_4_bit_model(qlora_sft: Path) -> None:
     curve = losses(qlora_sft)
-    assert len(curve) == 8 and all(0 < loss < 20 for loss in curve), curve
-    held_out = [row["eval_loss"] for row in read_trainer_log(qlora_sft) if "eval_loss" in row]
-    assert len(held_out) == 2 and held_out[1] < held_out[0], held_out
+    assert len(curve) == 3 and all(0 < loss < 20 for loss in curve), curve
     config = json.loads((qlora_sft / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"].endswith("smollm2-135m-instruct") and config["r"] == 8
+    lora_b = [t for name, t in load_file(qlora_sft / "adapter_model.safetensors").items() if "lora_B" in name]
+    # peft starts every lora_B at zero: after the steps each target's lora_B has moved
+    assert len(lora_b) == 7 * 30 and all(b.abs().max() > 0 for b in lora_b)
 
 
 @pytest.mark.real_model
@@ -96,16 +99,16 @@ def test_geobench_on_the_4_bit_model_with_its_adapter_gives_the_same_answers_at_
     smol_model: Path, qlora_sft: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     """The 4-bit scorer path once, with the QLoRA adapter on it (the base alone takes the same path, less the
-    adapter; test_smol.py checks the unquantized model)."""
+    adapter; test_smol.py checks the unquantized model). 8 questions in one batch of 16 against 8 of 1."""
     work = smol_workdir(tmp_path, smol_model)
     extra = (f"adapter_name_or_path={qlora_sft}", "finetuning_type=lora")
     predictions = {}
     for batch_size in (1, 16):
         predictions[batch_size], log = npee_predictions(
-            work, *FOUR_BIT, *extra, "max_samples=16", batch_size=batch_size, env=cli_env
+            work, *FOUR_BIT, *extra, "max_samples=8", batch_size=batch_size, env=cli_env
         )
         assert QUANTIZED in log
-    assert len(predictions[1]) == 16 and predictions[1].keys() == predictions[16].keys()
+    assert len(predictions[1]) == 8 and predictions[1].keys() == predictions[16].keys()
     for qid, one in predictions[1].items():
         other = predictions[16][qid]
         # bitsandbytes' CPU 4-bit kernels round differently by batch shape: a choice's probability moves by up to

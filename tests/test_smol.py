@@ -129,9 +129,10 @@ def test_geobench_npee_gives_the_same_answers_at_batch_size_1_and_16(smol_model,
 
 @pytest.fixture(scope="module")
 def sft_merged(smol_model, tmp_path_factory, cli_env) -> Path:
-    """The demo's instruction tuning, shortened and straight from the base model, then merged by ``export``."""
+    """The demo's instruction tuning, shortened and straight from the base model, then merged by ``export``: 8 steps
+    of 2 rows, 8 held-out rows scored before and after."""
     work = smol_workdir(tmp_path_factory.mktemp("smol_sft"), smol_model)
-    sft = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8")
+    sft = ("adapter_name_or_path=null", "max_steps=8", "eval_steps=8", "per_device_train_batch_size=2", "val_size=8")
     run_cli("train", example("smol/smol_lora_sft.yaml"), *sft, cwd=work, env=cli_env)
     run_cli("export", example("smol/smol_lora_merge.yaml"), cwd=work, env=cli_env)
     return work
