@@ -192,18 +192,29 @@ def _rows(archive: zipfile.ZipFile, path: Path, member: str, bench: Benchmark) -
     return numbered
 
 
+def _question(
+    task: str, subject: str, qid: int, stem: str, options: list[str], answer: Any, where: str, allowed: str, got: Any
+) -> ChoiceQuestion:
+    """One question of an archive row or a hub row, its answer a letter A-D (``where``, ``allowed``, ``got``: what
+    the error says of a wrong one)."""
+    if answer not in LABELS:
+        raise EvalDataError(f"{where}: the answer must be one of {allowed}, got {got!r}.")
+    labelled = tuple((label, text.strip()) for label, text in zip(LABELS, options))
+    return ChoiceQuestion(task, qid, stem.strip(), labelled, answer, subject)
+
+
 def _questions(task: str, subject: str, rows: list[tuple[int, list[str]]], path: Path, member: str, start: int):
     bench = BENCHMARKS[task]
     questions = []
     for number, row in rows:
         stem, *options, answer = row[bench.first : bench.first + 6]
-        if answer.strip() not in LABELS:
-            raise EvalDataError(
-                f"{path}, member {member}, row {number}: the answer must be one of {', '.join(LABELS)}, "
-                f"got {answer.strip()[:40]!r}."
+        where = f"{path}, member {member}, row {number}"
+        answer = answer.strip()
+        questions.append(
+            _question(
+                task, subject, start + len(questions), stem, options, answer, where, ", ".join(LABELS), answer[:40]
             )
-        labelled = tuple((label, text.strip()) for label, text in zip(LABELS, options))
-        questions.append(ChoiceQuestion(task, start + len(questions), stem.strip(), labelled, answer.strip(), subject))
+        )
     return questions
 
 
@@ -279,13 +290,9 @@ def _hub_split(task: str, subject: str, split: str, rows: Any, start: int) -> li
         answer = answer.strip() if isinstance(answer, str) else answer
         if not isinstance(row[question_col], str) or len(options) != 4 or not all(isinstance(o, str) for o in options):
             raise EvalDataError(f"{where}, row {number}: a question and four options (text) expected.")
-        if answer not in LABELS:
-            allowed = "0-3" if options_col else ", ".join(LABELS)
-            raise EvalDataError(
-                f"{where}, row {number}: the answer must be one of {allowed}, got {row[answer_col]!r}."
-            )
-        labelled = tuple((label, text.strip()) for label, text in zip(LABELS, options))
-        questions.append(ChoiceQuestion(task, start + number, row[question_col].strip(), labelled, answer, subject))
+        at, allowed = f"{where}, row {number}", "0-3" if options_col else ", ".join(LABELS)
+        stem, got = row[question_col], row[answer_col]
+        questions.append(_question(task, subject, start + number, stem, options, answer, at, allowed, got))
     if not questions:
         raise EvalDataError(f"{where}: holds no question.")
     return questions
