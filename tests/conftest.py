@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 
-# One thread for the work the test workers do themselves too (the tiny model's build, vocabulary expansions): two
-# workers share the 2 cores of CI, and torch's default of a thread per core made each wait on the other's threads.
+# One thread for the work the test workers do themselves (vocabulary expansions, in-process parsing and scoring), as
+# for the processes they start (cli_env): two workers share the 2 cores of CI, and torch's default of a thread per
+# core made each wait on the other's threads. The tiny model's build sets its own single thread.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
