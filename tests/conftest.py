@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny offline model, and running ``llamafactory-cli`` the way a user does."""
+"""Shared fixtures: the tiny offline model, and running ``llamafactory-cli`` and ``geo-factory`` as a user does."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from warm_cli import WarmCli
+
 
 # One thread for the work the test workers do themselves (vocabulary expansions, in-process parsing and scoring), as
 # for the processes they start (cli_env): two workers share the 2 cores of CI, and torch's default of a thread per
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 SHARED_GEOBENCH = REPO.parent / "shared" / "geobench"
 CLI = str(Path(sys.executable).parent / "llamafactory-cli")
+GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 
 # The suite runs on two workers (scripts/test.sh: ``-n 2 --dist loadfile --no-loadscope-reorder``), a file at a time
@@ -74,6 +77,8 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         CUDA_VISIBLE_DEVICES="",
         PYTHONUNBUFFERED="1",
     )
+    if os.environ.get("GEO_FACTORY_TEST_EXEC", "").lower() in ("", "0", "false", "no", "off"):
+        WarmCli.start(env, tmp_path_factory.mktemp("warm_cli"))  # its imports overlap the first test's set-up
     return env
 
 
@@ -130,13 +135,36 @@ def run_cli(
     check: bool = True,
 ) -> subprocess.CompletedProcess:
     """``llamafactory-cli ARGS`` in ``cwd``; on an unexpected exit code, fail with its output."""
-    proc = subprocess.run(
-        [CLI, *map(str, args)], cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=timeout
-    )
+    return _run(CLI, *args, cwd=cwd, env=env, input=input, timeout=timeout, check=check)
+
+
+def run_geo_factory(
+    *args: str | Path, cwd: Path, env: dict[str, str], timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``geo-factory ARGS`` in ``cwd``; on an unexpected exit code, fail with its output."""
+    return _run(GEO_FACTORY, *args, cwd=cwd, env=env, timeout=timeout, check=check)
+
+
+def _run(
+    program: str,
+    *args: str | Path,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    check: bool,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """A process of its own either way: forked from the warm server when ``env`` is the one it runs in
+    (tests/warm_cli.py), else the console script executed afresh."""
+    argv = [program, *map(str, args)]
+    warm = WarmCli.serving(env)
+    if warm is not None:
+        proc = warm.run(argv, cwd=cwd, input=input, timeout=timeout)
+    else:
+        proc = subprocess.run(argv, cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        pytest.fail(
-            f"llamafactory-cli {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-        )
+        name = Path(program).name
+        pytest.fail(f"{name} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import run_geo_factory
 from geo_factory.cli import _parser
 
 
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 EXPAND = ("expand-vocab", "--model", "m", "--vocab-size", "8", "--output", "o")
-
-
-def geo_factory(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [GEO_FACTORY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.mark.parametrize(
@@ -42,7 +33,7 @@ def test_user_errors_print_the_message_and_exit_2(tmp_path, cli_env, args, messa
     (tmp_path / "bad" / "dataset_info.json").write_text("{not json")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
-    proc = geo_factory(*args, cwd=tmp_path, env=cli_env)
+    proc = run_geo_factory(*args, cwd=tmp_path, env=cli_env, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"geo-factory {args[0]}: error: ") and message in proc.stderr, proc.stderr
@@ -62,7 +53,7 @@ def test_every_argument_of_every_command_has_help() -> None:
 
 
 def test_tiny_model_help_explains_each_argument_and_its_default(tmp_path, cli_env) -> None:
-    proc = geo_factory("tiny-model", "-h", cwd=tmp_path, env=cli_env)
+    proc = run_geo_factory("tiny-model", "-h", cwd=tmp_path, env=cli_env, check=False)
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     for fragment in (

@@ -15,22 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_GEOBENCH, run_cli, workdir
+from conftest import GEO_FACTORY, REPO, SHARED_GEOBENCH, run_cli, run_geo_factory, workdir
 from geo_factory.curation.decontaminate import PARALLEL_ROWS
 
 
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 FIXTURE_GEOBENCH = REPO / "tests" / "fixtures" / "geobench" / "k2"
 GEOBENCH = SHARED_GEOBENCH / "k2" if (SHARED_GEOBENCH / "k2").is_dir() else FIXTURE_GEOBENCH
-
-
-def geo_factory(*args, cwd: Path, env: dict, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [GEO_FACTORY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"geo-factory {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +177,7 @@ def test_decontamination_pt_and_tspt(decon_work, cli_env) -> None:
 
 def test_decontaminate_command_on_files(decon_work, cli_env, tmp_path) -> None:
     work, rows, planted = decon_work
-    geo_factory(
+    run_geo_factory(
         "decontaminate",
         work / "data" / "planted_sft.json",
         "--task-dir",
@@ -202,7 +192,7 @@ def test_decontaminate_command_on_files(decon_work, cli_env, tmp_path) -> None:
     report = json.loads((tmp_path / "geobench_decontamination.json").read_text())
     assert sorted(int(i) for i in report["datasets"][0]["dropped_rows"]) == planted
 
-    bad = geo_factory("decontaminate", "nope.csv", "--output", tmp_path, cwd=work, env=cli_env, check=False)
+    bad = run_geo_factory("decontaminate", "nope.csv", "--output", tmp_path, cwd=work, env=cli_env, check=False)
     assert bad.returncode == 2 and "nope.csv" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -211,7 +201,7 @@ def test_decontaminate_two_files_of_one_name_are_refused_before_writing(tmp_path
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.json").write_text(json.dumps([{"instruction": folder, "output": "ok"}]))
-    twice = geo_factory(
+    twice = run_geo_factory(
         "decontaminate", "a/x.json", "b/x.json", "--output", "c6", cwd=tmp_path, env=cli_env, check=False
     )
     assert twice.returncode == 2 and "Traceback" not in twice.stderr, twice.stderr
@@ -320,7 +310,7 @@ def test_build_corpus_removes_exactly_the_planted_documents_and_resumes(tmp_path
     killed.wait()
     assert not (out / "report.json").exists()
 
-    proc = geo_factory(*args, cwd=tmp_path, env=cli_env)  # the same command again: finished shards are skipped
+    proc = run_geo_factory(*args, cwd=tmp_path, env=cli_env)  # the same command again: finished shards are skipped
     assert "Skipping 1 already completed tasks" in proc.stderr
     kept = [json.loads(line)["text"] for path in sorted((out / "corpus").glob("*.jsonl")) for line in path.open()]
     assert len(kept) == 5, kept  # the four geoscience documents and the Chinese one
@@ -370,7 +360,7 @@ def test_build_corpus_keeps_no_document_and_resumes_only_the_same_build(tmp_path
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "notes.txt").write_text("short line one\nshort line two\n")
     args = ["build-corpus", "raw", "--output", "out", "--workers", "1", "--languages", "fr"]
-    empty = geo_factory(*args, cwd=tmp_path, env=cli_env)
+    empty = run_geo_factory(*args, cwd=tmp_path, env=cli_env)
     assert "warning: the steps kept none of the 1 documents read; out/corpus is empty" in empty.stderr
     assert list((tmp_path / "out" / "corpus").iterdir()) == []
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -378,7 +368,7 @@ def test_build_corpus_keeps_no_document_and_resumes_only_the_same_build(tmp_path
     assert report["steps"][-1]["step"] == "language" and report["steps"][-1]["reasons"] == {"language_en": 1}
 
     (tmp_path / "raw" / "more.txt").write_text(GEO_DOCS[0])
-    other = geo_factory(*args[:-1], "en", cwd=tmp_path, env=cli_env, check=False)
+    other = run_geo_factory(*args[:-1], "en", cwd=tmp_path, env=cli_env, check=False)
     assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
     assert (
         "--output out holds a corpus built from other inputs or settings (languages was ['fr'], now ['en']; "
@@ -386,14 +376,14 @@ def test_build_corpus_keeps_no_document_and_resumes_only_the_same_build(tmp_path
     ), other.stderr
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report  # untouched
 
-    again = geo_factory(*args[:-1], "en", "--overwrite", cwd=tmp_path, env=cli_env)
+    again = run_geo_factory(*args[:-1], "en", "--overwrite", cwd=tmp_path, env=cli_env)
     assert "warning" not in again.stderr
     kept = [json.loads(line)["text"] for path in (tmp_path / "out" / "corpus").glob("*.jsonl") for line in path.open()]
     assert kept == [GEO_DOCS[0]]
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "dataset_info.json").write_text("{}")
-    foreign = geo_factory("build-corpus", "raw", "--output", "mine", cwd=tmp_path, env=cli_env, check=False)
+    foreign = run_geo_factory("build-corpus", "raw", "--output", "mine", cwd=tmp_path, env=cli_env, check=False)
     assert foreign.returncode == 2 and "--output mine is not empty and holds no build-corpus record" in foreign.stderr
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["dataset_info.json"]
 
@@ -410,7 +400,7 @@ def test_build_corpus_on_slurm_writes_dependent_array_jobs(tmp_path, cli_env) ->
     (bin_dir / "sbatch").chmod(0o755)
     env = {**cli_env, "PATH": f"{bin_dir}{os.pathsep}{cli_env['PATH']}"}
     out = tmp_path / "out"
-    proc = geo_factory(
+    proc = run_geo_factory(
         "build-corpus",
         "raw",
         "--output",
@@ -430,7 +420,7 @@ def test_build_corpus_on_slurm_writes_dependent_array_jobs(tmp_path, cli_env) ->
     calls = (bin_dir / "sbatch.calls").read_text().splitlines()
     assert len([c for c in calls if "--dependency=afterok" in c]) >= len(stages) - 1  # each stage after the last
 
-    missing = geo_factory(
+    missing = run_geo_factory(
         "build-corpus", "raw", "--output", out, "--executor", "slurm", cwd=tmp_path, env=env, check=False
     )
     assert missing.returncode == 2 and "--slurm-partition" in missing.stderr
@@ -453,7 +443,9 @@ def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
         + "\n"
         + json.dumps({"term": "火山灰", "definition": "直径小于2毫米的火山碎屑。"}, ensure_ascii=False)
     )
-    geo_factory("build-sft", "--facts", "facts.csv", "terms.jsonl", "--output", "geo_sft", cwd=tmp_path, env=cli_env)
+    run_geo_factory(
+        "build-sft", "--facts", "facts.csv", "terms.jsonl", "--output", "geo_sft", cwd=tmp_path, env=cli_env
+    )
     rows = json.loads((tmp_path / "geo_sft" / "geo_sft.json").read_text())
     assert rows[0] == {
         "instruction": "What is the silica content of basalt?",
@@ -482,7 +474,7 @@ def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
     assert info["geo_sft"]["file_name"] == "geo_sft.json"
 
     (tmp_path / "bad.csv").write_text("name,value\nx,1\n")
-    bad = geo_factory("build-sft", "--facts", "bad.csv", "--output", "o", cwd=tmp_path, env=cli_env, check=False)
+    bad = run_geo_factory("build-sft", "--facts", "bad.csv", "--output", "o", cwd=tmp_path, env=cli_env, check=False)
     assert bad.returncode == 2 and "bad.csv, row 1" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -536,10 +528,10 @@ def test_build_sft_teacher_retries_counts_and_resumes(tmp_path, tiny_model, cli_
             "--max-tokens",
             "8",
         ]
-        first = geo_factory(*args, "--max-requests", "3", cwd=work, env=env)
+        first = run_geo_factory(*args, "--max-requests", "3", cwd=work, env=env)
         teacher = json.loads((work / "teach" / "build_sft.json").read_text())["teacher"]
         assert teacher["requests"] == 3 and teacher["malformed"] == 1 and teacher["pending"] == 1, teacher
-        geo_factory(*args, cwd=work, env=env)
+        run_geo_factory(*args, cwd=work, env=env)
         teacher = json.loads((work / "teach" / "build_sft.json").read_text())["teacher"]
         assert teacher["requests"] == 2 and teacher["malformed"] == 2 and teacher["pending"] == 0, teacher
         state = [json.loads(x) for x in (work / "teach" / "teacher_state.jsonl").read_text().splitlines()]

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import example, run_cli, workdir
+from conftest import example, run_cli, run_geo_factory, workdir
 from geo_factory.datasets import DATA_CONFIG, check_dataset_names, registry_dir
-
-
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 
 def _train_fails(work: Path, env: dict, *overrides: str) -> str:
@@ -104,10 +99,7 @@ def test_datasets_command_lists_the_users_own_names_with_their_source(tmp_path, 
         (tmp_path / folder).mkdir()
         (tmp_path / folder / DATA_CONFIG).write_text(json.dumps(registry))
     for args, folder in (((), "data"), (("--dataset-dir", "elsewhere"), "elsewhere")):
-        proc = subprocess.run(
-            [GEO_FACTORY, "datasets", *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stderr
+        proc = run_geo_factory("datasets", *args, cwd=tmp_path, env=cli_env)
         lines = [" ".join(line.split()) for line in proc.stdout.splitlines()]
         assert f"your registry: {tmp_path / folder / DATA_CONFIG}" in lines
         assert "my_corpus mine.jsonl (yours)" in lines
@@ -126,9 +118,6 @@ def test_inside_the_clone_the_registry_is_named_once(tmp_path, cli_env, parse_tr
     assert f"Searched {geo} (geo-factory's);" in str(err.value)
     assert str(err.value).count(str(geo)) == 1, str(err.value)
 
-    proc = subprocess.run(
-        [GEO_FACTORY, "datasets"], cwd=repo, env=cli_env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_geo_factory("datasets", cwd=repo, env=cli_env)
     assert f"your registry: none (data/{DATA_CONFIG} is geo-factory's own)" in proc.stdout
     assert "(yours)" not in proc.stdout

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import run_geo_factory
 from openai_standin import serving
 
 
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 KEY = "sk-teacher-4e1d"
 PAIR = {"question": "How thick is the crust beneath Lhasa?", "answer": "About 70 km."}
 
@@ -33,14 +31,7 @@ def test_teacher_is_checked_before_any_work_and_its_errors_are_messages(tmp_path
     args += ["--api-key-env", "TEACHER_KEY", "--max-tokens", "64"]
 
     def build(output: str, env: dict) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [GEO_FACTORY, *args, "--output", output],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_geo_factory(*args, "--output", output, cwd=tmp_path, env=env, timeout=120, check=False)
 
     refused = build("refused", cli_env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr

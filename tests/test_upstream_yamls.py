@@ -10,17 +10,14 @@ the yamls train, merge and chat.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import chat, example, run_cli, workdir
+from conftest import chat, example, run_cli, run_geo_factory, workdir
 
 
 pytestmark = pytest.mark.slow
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 
 # JiuZhou's examples/{train_lora,merge_lora,inference}/JiuZhou_lora_*.yaml, keys and values as published
 # (github.com/THU-ESIS/JiuZhou), with the model swapped for the tiny one.
@@ -173,8 +170,7 @@ def test_with_local_stand_ins_the_yamls_train_merge_and_chat(
 
 
 def test_geo_factory_datasets_lists_the_upstream_demo_names_with_their_source(tmp_path: Path, cli_env) -> None:
-    proc = subprocess.run([GEO_FACTORY, "datasets"], cwd=tmp_path, env=cli_env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_geo_factory("datasets", cwd=tmp_path, env=cli_env)
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:] if line.strip()}
     for name in ("identity", "alpaca_en_demo", "alpaca_zh_demo", "c4_demo", "wiki_demo", "glaive_toolcall_en_demo"):
         assert "llamafactory/demo_data" in rows[name], proc.stdout

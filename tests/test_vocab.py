@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from conftest import REPO, chat, example, losses, run_cli, workdir
+from conftest import REPO, chat, example, losses, run_cli, run_geo_factory, workdir
 from geo_factory.tiny import demo_texts
 from geo_factory.vocab import RECORD, expand_command, init_embeddings
 
 
-GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 HELDOUT = REPO / "benchmarks" / "data"
 BASE_VOCAB = 2048  # the tiny model's
 ADDED = 300
@@ -49,15 +47,6 @@ PROBES = [
     "trailing spaces   ",
     "",
 ]
-
-
-def _expand(*args: str | Path, cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [GEO_FACTORY, "expand-vocab", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"geo-factory expand-vocab exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _record(path: Path) -> dict:
@@ -138,7 +127,7 @@ def expanded(tmp_path_factory, tiny_model, cli_env) -> Path:
     """The tiny model expanded by 300 tokens on both demo corpora, through the console script."""
     work = tmp_path_factory.mktemp("expand")
     args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
-    proc = _expand(*args, "--output", "expanded", cwd=work, env=cli_env)
+    proc = run_geo_factory("expand-vocab", *args, "--output", "expanded", cwd=work, env=cli_env)
     (work / "expand-vocab.log").write_text(proc.stderr)
     return work / "expanded"
 
@@ -238,8 +227,18 @@ def test_every_new_piece_is_produced_by_encoding_the_corpus(expanded: Path, tiny
 def test_round_trip_on_english_chinese_emoji_and_bytes(tmp_path, tiny_model, cli_env, layout: str) -> None:
     model = tiny_model if layout == "metaspace" else _llama_layout(tiny_model, tmp_path / "llama-layout")
     _mixed_registry(tmp_path)
-    _expand(
-        "--model", model, "--dataset", "mixed_demo", "--vocab-size", 200, "--output", "out", cwd=tmp_path, env=cli_env
+    run_geo_factory(
+        "expand-vocab",
+        "--model",
+        model,
+        "--dataset",
+        "mixed_demo",
+        "--vocab-size",
+        200,
+        "--output",
+        "out",
+        cwd=tmp_path,
+        env=cli_env,
     )
 
     base, new = AutoTokenizer.from_pretrained(model), AutoTokenizer.from_pretrained(tmp_path / "out")
@@ -265,7 +264,7 @@ def test_an_added_token_after_the_bpe_vocabulary_keeps_its_id(tmp_path, tiny_mod
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     args = ("--model", model_dir, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", 100)
-    _expand(*args, "--output", "out", cwd=tmp_path, env=cli_env)
+    run_geo_factory("expand-vocab", *args, "--output", "out", cwd=tmp_path, env=cli_env)
 
     new = AutoTokenizer.from_pretrained(tmp_path / "out")
     pieces = _record(tmp_path / "out")["pieces"]
@@ -338,7 +337,7 @@ def test_streaming_reads_the_same_corpus(expanded: Path, tiny_model: Path, cli_e
     stale = tmp_path / ".streamed.tmp-1"  # what a killed run leaves: never mistaken for a finished expansion
     stale.mkdir()
     args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
-    _expand(*args, "--streaming", "--output", "streamed", cwd=tmp_path, env=cli_env)
+    run_geo_factory("expand-vocab", *args, "--streaming", "--output", "streamed", cwd=tmp_path, env=cli_env)
     assert _record(tmp_path / "streamed")["pieces"] == _record(expanded)["pieces"]
     assert not stale.exists()
 
@@ -348,7 +347,7 @@ def test_a_finished_expansion_is_reused_and_other_files_are_never_replaced(
 ) -> None:
     args = ("--model", tiny_model, "--dataset", "geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
     written = (expanded / "model.safetensors").stat().st_mtime_ns
-    proc = _expand(*args, "--output", expanded, cwd=tmp_path, env=cli_env)
+    proc = run_geo_factory("expand-vocab", *args, "--output", expanded, cwd=tmp_path, env=cli_env)
     assert "reusing it" in proc.stdout + proc.stderr
     assert (expanded / "model.safetensors").stat().st_mtime_ns == written
 
@@ -541,7 +540,7 @@ def byte_level(request, tmp_path_factory, cli_env) -> tuple[Path, Path]:
     base = _byte_level_model(work / "base", request.param)
     _mixed_registry(work)
     args = ("--dataset", "mixed_demo,geo_corpus_demo,general_corpus_demo", "--vocab-size", ADDED)
-    _expand("--model", base, *args, "--output", "out", cwd=work, env=cli_env)
+    run_geo_factory("expand-vocab", "--model", base, *args, "--output", "out", cwd=work, env=cli_env)
     return base, work / "out"
 
 
