@@ -73,8 +73,15 @@ def serve(path: str) -> str:
     listener.bind(path + ".tmp")
     listener.listen()
     os.rename(path + ".tmp", path)  # the socket appears once it can be used
+    parent = os.getppid()
+    listener.settimeout(5)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the test worker is gone without stopping this (killed): so is its need
+                raise SystemExit(0) from None
+            continue
         with conn:
             message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
             request = json.loads(message)
@@ -107,7 +114,8 @@ class WarmCli:
 
     def __init__(self, env: dict[str, str], folder: Path) -> None:
         self.env = dict(env)
-        self.socket = str(folder / "cli.sock")
+        self.socket = str(folder.resolve() / "cli.sock")
+        Path(self.socket).unlink(missing_ok=True)  # an earlier server's: not this one's sign of life
         self.log = folder / "server.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -143,7 +151,13 @@ class WarmCli:
         conn.connect(self.socket)
         return conn
 
-    def run(self, argv: list[str], cwd: Path, input: str | None, timeout: float) -> subprocess.CompletedProcess:
+    def _receive(self, conn: socket.socket) -> int:
+        answer = conn.recv(64)
+        if not answer:
+            raise RuntimeError(f"the warm CLI hung up (exit status {self.process.poll()}):\n{self.log.read_text()}")
+        return int(answer)
+
+    def run(self, argv: list[str], cwd: Path | str, input: str | None, timeout: float) -> subprocess.CompletedProcess:
         """What ``subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout)``
         returns, from a forked child."""
         with (
@@ -154,12 +168,13 @@ class WarmCli:
         ):
             stdin.write((input or "").encode())
             stdin.seek(0)
-            request = json.dumps({"argv": argv, "cwd": str(cwd)}).encode()
+            cwd = os.path.abspath(cwd)  # a relative one is this process's, as for subprocess
+            request = json.dumps({"argv": argv, "cwd": cwd}).encode()
             socket.send_fds(conn, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
-            pid = int(conn.recv(64))
+            pid = self._receive(conn)
             conn.settimeout(timeout)
             try:
-                returncode = int(conn.recv(64))
+                returncode = self._receive(conn)
             except TimeoutError:
                 os.kill(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(argv, timeout) from None
