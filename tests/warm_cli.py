@@ -47,7 +47,7 @@ PRELOAD = (
 
 def _warm_up() -> None:
     """What every run would otherwise redo: the imports, and the config classes that LLaMA-Factory's model loader
-    looks its model up among (each ``_model_mapping.keys()`` imports them, 1 s on CI's CPU)."""
+    looks its model up among (each ``_model_mapping.keys()`` imports them: 1 s per run, measured on 2 cores)."""
     import importlib
 
     for name in PRELOAD:
