@@ -159,7 +159,7 @@ def _run(
     argv = [program, *map(str, args)]
     warm = WarmCli.serving(env)
     if warm is not None:
-        proc = warm.run(argv, cwd=cwd, input=input, timeout=timeout)
+        proc = warm.run(argv, cwd=cwd, env=env, input=input, timeout=timeout)
     else:
         proc = subprocess.run(argv, cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -10,8 +10,10 @@ transformers, peft and LLaMA-Factory, and 2 s of garbage collection at its end: 
 Development).
 
 ``run_cli`` / ``run_geo_factory`` (conftest.py) come here only when the run's environment is the server's own,
-compared key by key: a run with a variable of its own (``GEO_FACTORY_DISABLE``, ``FORCE_TORCHRUN``, a cache folder)
-executes the real console script, as does every process a test starts itself (torchrun, Ctrl-C, servers, pipes).
+compared key by key, but for the variables in ``AT_LAUNCH`` (set in the child before ``main``: LLaMA-Factory reads
+them when it decides to start torchrun, never at import). A run with another variable of its own
+(``GEO_FACTORY_DISABLE``, a cache folder) executes the real console script, as does every process a test starts
+itself (the torchrun workers, Ctrl-C, servers, pipes).
 ``GEO_FACTORY_TEST_EXEC=1`` executes every run afresh.
 
 Run as ``python tests/warm_cli.py SOCKET``: it imports what the commands import, listens on the Unix socket
@@ -35,6 +37,7 @@ from pathlib import Path
 
 
 SCRIPTS = {"llamafactory-cli": "llamafactory.cli", "geo-factory": "geo_factory.cli"}  # console script: its module
+AT_LAUNCH = frozenset({"FORCE_TORCHRUN", "NPROC_PER_NODE"})  # read by llamafactory.launcher.launch (and eval's)
 PRELOAD = (
     *SCRIPTS.values(),
     "llamafactory.launcher",  # patched by geo_factory's .pth hook on import, as in any process
@@ -95,6 +98,7 @@ def serve(path: str) -> str:
                     os.dup2(fd, target)
                     os.close(fd)
                 os.chdir(request["cwd"])
+                os.environ.update(request["environ"])
                 sys.argv = request["argv"]
                 sys.path[0] = os.path.dirname(request["argv"][0])  # as for the console script
                 return SCRIPTS[os.path.basename(request["argv"][0])]
@@ -135,9 +139,13 @@ class WarmCli:
 
     @classmethod
     def serving(cls, env: dict[str, str]) -> WarmCli | None:
-        """The server, if a run in ``env`` can be forked from it: it was started in that very environment."""
+        """The server, if a run in ``env`` can be forked from it: it was started in that very environment, give or
+        take the variables read only at launch."""
         server = cls._server
-        return server if server is not None and env == server.env else None
+        if server is None:
+            return None
+        differ = {key for key in env.keys() | server.env.keys() if env.get(key) != server.env.get(key)}
+        return server if differ <= AT_LAUNCH and differ <= env.keys() else None
 
     def _connect(self, timeout: float) -> socket.socket:
         deadline = time.monotonic() + timeout
@@ -157,9 +165,11 @@ class WarmCli:
             raise RuntimeError(f"the warm CLI hung up (exit status {self.process.poll()}):\n{self.log.read_text()}")
         return int(answer)
 
-    def run(self, argv: list[str], cwd: Path | str, input: str | None, timeout: float) -> subprocess.CompletedProcess:
-        """What ``subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout)``
-        returns, from a forked child."""
+    def run(
+        self, argv: list[str], cwd: Path | str, env: dict[str, str], input: str | None, timeout: float
+    ) -> subprocess.CompletedProcess:
+        """What ``subprocess.run(argv, cwd=cwd, env=env, input=input, capture_output=True, text=True,
+        timeout=timeout)`` returns, from a forked child."""
         with (
             tempfile.TemporaryFile() as stdin,
             tempfile.TemporaryFile() as stdout,
@@ -169,7 +179,8 @@ class WarmCli:
             stdin.write((input or "").encode())
             stdin.seek(0)
             cwd = os.path.abspath(cwd)  # a relative one is this process's, as for subprocess
-            request = json.dumps({"argv": argv, "cwd": cwd}).encode()
+            environ = {key: value for key, value in env.items() if self.env.get(key) != value}  # AT_LAUNCH's
+            request = json.dumps({"argv": argv, "cwd": cwd, "environ": environ}).encode()
             socket.send_fds(conn, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
             pid = self._receive(conn)
             conn.settimeout(timeout)
