@@ -8,14 +8,13 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import GEO_FACTORY, REPO, SHARED_GEOBENCH, run_cli, run_geo_factory, workdir
+from conftest import CLI, GEO_FACTORY, REPO, SHARED_GEOBENCH, run_cli, run_geo_factory, workdir
 from geo_factory.curation.decontaminate import PARALLEL_ROWS
 
 
@@ -492,7 +491,7 @@ def test_build_sft_teacher_retries_counts_and_resumes(tmp_path, tiny_model, cli_
     env = {**cli_env, "API_PORT": str(port), "API_HOST": "127.0.0.1", "MY_TEACHER_KEY": "sk-test-secret-123"}
     (work / "api.yaml").write_text("model_name_or_path: models/tiny-mistral\ntemplate: mistral\n")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "llamafactory-cli"), "api", "api.yaml"],
+        [CLI, "api", "api.yaml"],
         cwd=work,
         env=env,
         stdout=subprocess.DEVNULL,

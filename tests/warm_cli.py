@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
+import importlib
 import json
 import os
 import signal
@@ -32,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,8 +54,6 @@ PRELOAD = (
 def _warm_up() -> None:
     """What every run would otherwise redo: the imports, and the config classes that LLaMA-Factory's model loader
     looks its model up among (each ``_model_mapping.keys()`` imports them: 1 s per run, measured on 2 cores)."""
-    import importlib
-
     for name in PRELOAD:
         importlib.import_module(name)
     from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM, AutoModelForTextToWaveform
@@ -63,9 +64,6 @@ def _warm_up() -> None:
 
 def serve(path: str) -> str:
     """Return only in a forked child: the module whose ``main`` it runs. The server itself runs until stopped."""
-    import gc
-    import threading
-
     _warm_up()
     # The imports' millions of objects live as long as the process anyway: out of the collector's sight, each child's
     # collections (accelerate runs one at the end of training) and its exit take 0.5 s instead of 2.5 s.
@@ -197,6 +195,4 @@ class WarmCli:
 
 
 if __name__ == "__main__":
-    import importlib
-
     sys.exit(importlib.import_module(serve(sys.argv[1])).main())
