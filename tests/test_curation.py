@@ -195,20 +195,29 @@ def test_decontaminate_command_on_files(decon_work, cli_env, tmp_path) -> None:
     assert bad.returncode == 2 and "nope.csv" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_decontaminate_two_files_of_one_name_are_refused_before_writing(tmp_path, cli_env) -> None:
-    """Both would be written to OUTPUT/x.json, the second over the first's cleaned rows."""
+def test_decontaminate_refuses_outputs_over_inputs_before_writing(tmp_path, cli_env) -> None:
+    """Two files of one name would both be written to OUTPUT/x.json, the second over the first's cleaned rows; an
+    output folder that holds an input would write over it, and an output that is an input file is no folder."""
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.json").write_text(json.dumps([{"instruction": folder, "output": "ok"}]))
-    twice = run_geo_factory(
-        "decontaminate", "a/x.json", "b/x.json", "--output", "c6", cwd=tmp_path, env=cli_env, check=False
-    )
-    assert twice.returncode == 2 and "Traceback" not in twice.stderr, twice.stderr
-    assert twice.stderr.strip() == (
-        "geo-factory decontaminate: error: a/x.json and b/x.json would both be written to c6/x.json: give files "
-        "of different names, or run once per file with its own --output."
-    )
-    assert not (tmp_path / "c6").exists()
+    (tmp_path / "a" / "geobench_decontamination.json").write_text("[]")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    refusals = {
+        ("a/x.json", "b/x.json", "--output", "c6"): "a/x.json and b/x.json would both be written to c6/x.json: give "
+        "files of different names, or run once per file with its own --output.",
+        ("a/x.json", "--output", "a"): "--output a would write a/x.json over the input a/x.json: choose another "
+        "folder (the inputs stay as they are).",
+        ("b/x.json", "--output", "./b/../b/"): "--output b/../b would write b/../b/x.json over the input b/x.json",
+        ("a/geobench_decontamination.json", "--output", "a"): "--output a would write "
+        "a/geobench_decontamination.json over the input a/geobench_decontamination.json",
+        ("a/x.json", "--output", "a/x.json"): "--output a/x.json is an input file: name a folder for the clean files.",
+    }
+    for args, message in refusals.items():
+        proc = run_geo_factory("decontaminate", *args, cwd=tmp_path, env=cli_env, check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith(f"geo-factory decontaminate: error: {message}"), proc.stderr
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
 @pytest.mark.parametrize(
@@ -262,7 +271,9 @@ GEO_DOCS = [
 ZH_DOC = (
     "长江三角洲是在全新世海平面上升后由长江携带的大量泥沙堆积形成的。钻孔资料显示，三角洲沉积厚度可达六十米，"
     "自下而上依次为河床相砂砾、河口湾相粉砂和三角洲前缘相粘土。联系人邮箱 delta.lab@example.edu.cn，电话 13912345678。"
+    "如需数据请发邮件至alice@example.com或致电13812345678。"  # as Chinese is written: no space before either
 )
+EN_PII = " Data: write to j.smith@uni.ac.uk or call +44 20 7946 0958."
 JUNK = [
     "Lorem ipsum dolor sit amet, this cheap geology course will change your life forever. Buy now and save on "
     "every order of rocks, minerals and fossils shipped to your home, with a money back guarantee for all buyers. "
@@ -280,13 +291,14 @@ GERMAN = (
 def _corpus_inputs(folder: Path) -> None:
     folder.mkdir()
     near = GEO_DOCS[1].replace("Texas", "Texas,").replace("playa lakes", "playa-lakes")
-    rows = [GEO_DOCS[0], GEO_DOCS[1], GEO_DOCS[0], near, JUNK[0], GERMAN]
-    (folder / "web.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows))
+    rows = [{"text": t} for t in (GEO_DOCS[0], GEO_DOCS[1], GEO_DOCS[0], near, JUNK[0], GERMAN)]
+    rows.insert(2, {"content": GEO_DOCS[2]})  # no `text` column: skipped, and counted
+    (folder / "web.jsonl").write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"text": [GEO_DOCS[2], JUNK[1]]}), folder / "papers.parquet")
-    (folder / "notes.txt").write_text(GEO_DOCS[3] + "\n\n\n   extra   spaces ")
+    (folder / "notes.txt").write_text(GEO_DOCS[3] + EN_PII + "\n\n\n   extra   spaces ")
     (folder / "zh.txt").write_text(ZH_DOC)
 
 
@@ -315,9 +327,11 @@ def test_build_corpus_removes_exactly_the_planted_documents_and_resumes(tmp_path
     assert len(kept) == 5, kept  # the four geoscience documents and the Chinese one
     for doc in GEO_DOCS[:3]:  # formulas, coordinates, units, tables and references kept as written
         assert doc in kept
-    assert GEO_DOCS[3] + "\n\nextra spaces" in kept  # whitespace normalised
+    # whitespace normalised, e-mail and phone replaced in English text and in Chinese (after a space, a `：` or
+    # directly after a character)
+    assert GEO_DOCS[3] + " Data: write to <email> or call <phone>.\n\nextra spaces" in kept
     (zh,) = [t for t in kept if "长江" in t]
-    assert "<email>" in zh and "<phone>" in zh and "example.edu.cn" not in zh and "139123" not in zh
+    assert zh.endswith("联系人邮箱 <email>，电话 <phone>。如需数据请发邮件至<email>或致电<phone>。"), zh
 
     report = json.loads((out / "report.json").read_text())
     removed = {s["step"]: s["docs_in"] - s["docs_out"] for s in report["steps"]}
@@ -334,7 +348,9 @@ def test_build_corpus_removes_exactly_the_planted_documents_and_resumes(tmp_path
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["language"]["removed_examples"][0]["text"].startswith("Der Vulkan")
     assert steps["quality (C4)"]["reasons"] == {"lorem_ipsum": 1}
-    assert steps["pii"]["modified"] == 1
+    assert steps["pii"]["modified"] == 2
+    assert report["rows_without_text"] == 1
+    assert "warning: skipped 1 input rows without text (no `text` column" in proc.stderr, proc.stderr
     tokens = [(s["tokens_in"], s["tokens_out"]) for s in report["steps"]]
     assert all(b <= a for a, b in tokens) and tokens[0][0] > tokens[-1][1] > 0
     assert "near dedup (MinHash)" in proc.stdout and "removed by language" in proc.stdout

@@ -92,6 +92,13 @@ def _build_corpus(args: argparse.Namespace) -> None:
         print(f"submitted to Slurm; launch scripts and logs in {args.output}/work/logs/<stage>/")
         return
     print(format_report(report))
+    if report["rows_without_text"]:
+        print(
+            f"geo-factory build-corpus: warning: skipped {report['rows_without_text']} input rows without text (no "
+            "`text` column, or an empty one; a registry dataset's `columns.prompt`); `docs in` counts the others "
+            "(report.json: rows_without_text).",
+            file=sys.stderr,
+        )
     if report["docs_out"] == 0:
         print(
             f"geo-factory build-corpus: warning: the steps kept none of the {report['docs_in']} documents read; "

@@ -147,15 +147,17 @@ def _input_files(config: CorpusConfig) -> list[dict[str, Any]]:
 def _readers(config: CorpusConfig) -> list:
     from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, ParquetReader
 
-    from .steps import TextFileReader
+    from .steps import TextFileReader, counting_adapter
 
     readers = []
     for kind, folder, pattern, text_key in _sources(config):
         if kind == "hf":
-            readers.append(HuggingFaceDatasetReader(folder, {"split": pattern}, text_key=text_key))
+            readers.append(
+                HuggingFaceDatasetReader(folder, {"split": pattern}, text_key=text_key, adapter=counting_adapter)
+            )
         else:
             cls = {"jsonl": JsonlReader, "parquet": ParquetReader, "txt": TextFileReader}[kind]
-            readers.append(cls(folder, glob_pattern=pattern, text_key=text_key))
+            readers.append(cls(folder, glob_pattern=pattern, text_key=text_key, adapter=counting_adapter))
     return readers
 
 
@@ -385,9 +387,10 @@ def _examples(folder: Path) -> list[dict[str, Any]]:
 
 
 def make_report(out: Path) -> dict[str, Any]:
-    """Docs and tokens in and out of every step, read from datatrove's merged stats, with removed examples."""
+    """Docs and tokens in and out of every step, read from datatrove's merged stats, with removed examples, and the
+    input rows the readers skipped for want of text."""
     removed = {"language": "language", "quality (Gopher)": "gopher", "quality (C4)": "c4"}
-    steps, tokens_read = [], 0
+    steps, tokens_read, without_text = [], 0, 0
     for stage in ("filter", "final"):
         for i, step in enumerate(_stats(out, stage)):
             name = step["name"].split(": ", 1)[-1]
@@ -395,6 +398,8 @@ def make_report(out: Path) -> dict[str, Any]:
             if name == "token counter":
                 tokens_read = stats.get("doc_len_tokens", 0)
             kind = step["name"].split(": ", 1)[0]
+            if "READER" in kind:
+                without_text += stats.get("no_text", 0)
             if name == "token counter" or "total" not in stats or "WRITER" in kind or "READER" in kind:
                 continue
             key = removed.get(name)
@@ -420,7 +425,13 @@ def make_report(out: Path) -> dict[str, Any]:
         entry["tokens_in"] = tokens_read if previous is None else previous["tokens_out"]
     docs_in = steps[0]["docs_in"] if steps else 0
     docs_out = steps[-1]["docs_out"] if steps else 0
-    return {"docs_in": docs_in, "docs_out": docs_out, "steps": steps, "corpus": str(out / "corpus")}
+    return {
+        "rows_without_text": without_text,
+        "docs_in": docs_in,
+        "docs_out": docs_out,
+        "steps": steps,
+        "corpus": str(out / "corpus"),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:

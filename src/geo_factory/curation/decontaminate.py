@@ -361,6 +361,7 @@ def decontaminate_files(
                 "different names, or run once per file with its own --output."
             )
         written[path.name] = path
+    _check_output_spares_inputs(out, paths)
     contents = [(path, read_rows(path)) for path in paths]
     index = get_index(task_dir, n, cache_dir=cache_dir)
     reports = []
@@ -375,3 +376,17 @@ def decontaminate_files(
         reports.append({**summarize(str(path), len(rows), dropped), "dropped_rows": dropped})
     write_json_atomic(out / REPORT_NAME, {"ngram": n, "geobench": index.source, "datasets": reports})
     return reports
+
+
+def _check_output_spares_inputs(out: Path, inputs: list[Path]) -> None:
+    """Refuse an ``--output`` that is an input, or that would write a clean file or the report over one: the inputs
+    are only read."""
+    if out.exists() and any(out.samefile(path) for path in inputs):
+        raise ValueError(f"--output {out} is an input file: name a folder for the clean files.")
+    for target in [*(out / path.name for path in inputs), out / REPORT_NAME]:
+        hit = next((path for path in inputs if target.exists() and target.samefile(path)), None)
+        if hit is not None:
+            raise ValueError(
+                f"--output {out} would write {target} over the input {hit}: choose another folder (the inputs stay "
+                "as they are)."
+            )

@@ -15,7 +15,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.readers.base import BaseDiskReader
+from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
 from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
 
@@ -45,6 +45,14 @@ class GeoWordTokenizer(WordTokenizer):
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in self._SENTENCE.finditer(text) if m.group().strip()]
+
+
+def counting_adapter(reader: BaseReader, data: dict, path: str, id_in_file: int | str) -> dict:
+    """A reader's adapter: datatrove's own, counting (``no_text``) the rows it then skips for want of text (no
+    ``text_key`` column, or an empty one); datatrove only logs a warning for the first."""
+    if not data.get(reader.text_key):
+        reader.stat_update("no_text")
+    return reader._default_adapter(data, path, id_in_file)
 
 
 class TextFileReader(BaseDiskReader):
@@ -122,13 +130,16 @@ class Normalizer(_Rewriter):
 class PIIRemover(_Rewriter):
     """E-mail addresses and phone numbers replaced by placeholders. Phone patterns need a ``+`` country code, a
     bracketed area code, dashes in the NANP shape or a Chinese mobile number, so coordinates, years, sample
-    numbers and measurements are left alone."""
+    numbers and measurements are left alone. ``re.ASCII``: word boundaries are ASCII letters and digits, so an
+    address or number directly after or before a Chinese character (``发邮件至a@b.com或致电138...``) is found;
+    by Unicode's rules a CJK character is a word character and ``\b`` never matches beside it."""
 
     name = "pii"
-    EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+    EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b", re.ASCII)
     PHONE = re.compile(
         r"(?<![\w+])(?:\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]\d{2,4}){1,4}"
-        r"|\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}|1[3-9]\d{9})(?!\w)"
+        r"|\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}|1[3-9]\d{9})(?!\w)",
+        re.ASCII,
     )
 
     def __init__(self, email_replacement: str = "<email>", phone_replacement: str = "<phone>") -> None:
