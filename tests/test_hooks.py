@@ -91,3 +91,15 @@ def test_wheel_ships_the_startup_hook_and_the_registry(tmp_path) -> None:
         [sys.executable, "-S", "-c", probe, str(site)], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["True", str(site / "geo_factory" / "data")]
+
+
+def test_own_configuration_errors_are_one_line_in_every_command(tmp_path, tiny_model, cli_env) -> None:
+    """`chat` (and `train`, test_run_args.py) say geo-factory's own configuration errors as `eval` does: one line
+    naming where the value was given, status 2, no traceback."""
+    work = workdir(tmp_path, tiny_model)
+    proc = run_cli("chat", example("tiny/tiny_chat.yaml"), "geo_tools=mineral,teleport", cwd=work, env=cli_env,
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "ConfigError" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("llamafactory-cli chat: error: command line: `geo_tools: mineral,teleport`: unknown tool")

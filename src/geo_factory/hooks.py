@@ -12,7 +12,9 @@ Symbols touched, and why (the whole list):
     Version guard: the installed version must lie in :data:`SUPPORTED`, else nothing is patched.
 ``llamafactory.launcher.launch`` / ``USAGE``
     Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to geo-factory's evaluator, under torchrun
-    when ``train`` would be (``FORCE_TORCHRUN``, or several accelerators).
+    when ``train`` would be (``FORCE_TORCHRUN``, or several accelerators); in every other command, a configuration
+    error of geo-factory's own (a bad ``geobench_*`` / ``geo_tools`` value, a missing benchmark file) is one line
+    and exit status 2, as in ``eval``, not a traceback.
 ``llamafactory.hparams.parser._parse_train_args``
     Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names, stage 0's settings, a finished TSPT
@@ -101,19 +103,38 @@ def _patch_launcher(launcher: ModuleType) -> None:
     launch = launcher.launch
 
     def geo_launch() -> None:
-        if len(sys.argv) > 1 and sys.argv[1] == "eval":
+        command = sys.argv[1] if len(sys.argv) > 1 else "help"
+        if command == "eval":
             sys.argv.pop(1)
             from .eval import run_eval
 
             run_eval()  # under torchrun where `train` would be
-        else:
+            return
+        try:
             launch()
+        except ValueError as err:
+            from .eval.data import EvalDataError
+            from .hparams.checks import ConfigError
+
+            if not isinstance(err, (ConfigError, EvalDataError)):
+                raise
+            print(f"llamafactory-cli {command}: error: {_given_in(err)}: {err}", file=sys.stderr)
+            sys.exit(2)
 
     launcher.launch = geo_launch
     line = "|   llamafactory-cli train -h: train models                          |\n"
     launcher.USAGE = launcher.USAGE.replace(
         line, line + "|   llamafactory-cli eval CONFIG.yaml: GeoBench, MMLU, CMMLU, C-Eval |\n"
     )
+
+
+def _given_in(err: Exception) -> str:
+    """Where the bad value came from: a key overridden on the command line, else the yaml file (``launch`` has
+    taken the command off ``sys.argv``)."""
+    overrides = {arg.lstrip("-").split("=")[0] for arg in sys.argv[2:]}
+    if getattr(err, "key", None) in overrides:
+        return "command line"
+    return sys.argv[1] if len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml", ".json")) else "arguments"
 
 
 def _patch_hparams_parser(parser: ModuleType) -> None:
@@ -124,12 +145,14 @@ def _patch_hparams_parser(parser: ModuleType) -> None:
         from .hparams import (
             DecontaminationArguments,
             GeoBenchTrainArguments,
+            GeoDataArguments,
             GeoFinetuningArguments,
             TsptArguments,
             apply_extension_args,
         )
 
-        lf_args = [GeoFinetuningArguments if cls is parser.FinetuningArguments else cls for cls in parser._TRAIN_ARGS]
+        ours = {parser.FinetuningArguments: GeoFinetuningArguments, parser.DataArguments: GeoDataArguments}
+        lf_args = [ours.get(cls, cls) for cls in parser._TRAIN_ARGS]
         hf_parser = HfArgumentParser([*lf_args, TsptArguments, GeoBenchTrainArguments, DecontaminationArguments])
         allow_extra_keys = parser.is_env_enabled("ALLOW_EXTRA_ARGS")
         *lf_parsed, tspt_args, geobench_args, decontamination_args = parser._parse_args(
@@ -216,15 +239,21 @@ def _patch_model_loader(loader: ModuleType) -> None:
     loader.load_model = geo_load_model
 
 
-def _patch_pt_workflow(workflow: ModuleType) -> None:
+def _patch_workflow(workflow: ModuleType) -> None:
     get_dataset = workflow.get_dataset
 
     def geo_get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module):
-        if getattr(data_args, "tspt_mixture", None) is None:
-            return get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module)
-        from .tspt import get_mixture_dataset
+        if getattr(data_args, "tspt_mixture", None) is not None:
+            from .tspt import get_mixture_dataset
 
-        return get_mixture_dataset(get_dataset, template, model_args, data_args, training_args, **tokenizer_module)
+            return get_mixture_dataset(get_dataset, template, model_args, data_args, training_args, **tokenizer_module)
+        if data_args.mix_strategy == "interleave_tokens":
+            from .mixing import get_token_mixture_dataset
+
+            return get_token_mixture_dataset(
+                get_dataset, template, model_args, data_args, training_args, stage, **tokenizer_module
+            )
+        return get_dataset(template, model_args, data_args, training_args, stage, **tokenizer_module)
 
     workflow.get_dataset = geo_get_dataset
 
