@@ -40,6 +40,7 @@ LONGEST_FIRST = (
     "test_smol.py",
     "test_tools.py",
     "test_curation.py",
+    "test_lm_eval_tasks.py",
     "test_geobench_inputs.py",
     "test_pipeline.py",
     "test_webui.py",

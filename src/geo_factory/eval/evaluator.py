@@ -37,11 +37,12 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from ..hparams import EvalArguments
-from ..hparams.checks import ConfigError, check_int
+from ..hparams.checks import ConfigError, check_int, split
 from . import plan as planning
 from .distributed import World, shares
 from .families.base import BoundTask, Settings, Where
 from .families.k2 import load_samples, shown_settings
+from .harness_tasks import HarnessOptions, HarnessTasks
 from .prompts import Budget
 from .report import SaveDir, format_table, question_sets, read_results, run_notes, summarize
 from .scoring import Chat, LikelihoodScorer, PromptEncoder, generate, generate_records, likelihood_records
@@ -145,6 +146,7 @@ class Evaluator:
         self.others = [read_results(path) for path in self.eval_args.compare_with or []]
         try:
             self.plan = self._plan()
+            self.harness = self._harness()
         except ConfigError as err:
             raise ValueError(f"{where(err)}: {err}") from None
         for name, why in self.plan.absent.items():
@@ -170,6 +172,8 @@ class Evaluator:
         no `task_dir` and no `./evaluation`, the general benchmarks are read from their hub datasets."""
         args = self.eval_args
         default = DEFAULT_TASK_DIR if Path(DEFAULT_TASK_DIR).is_dir() else None  # LLaMA-Factory's old default
+        if not args.task_names and args.harness_task_names:  # `lm_eval:` tasks alone
+            return planning.Plan([], {}, Settings(args.n_shot, args.seed, None, self.data_args.max_samples))
         tasks = planning.registry(args.task_dir or default)
         check_task_names(args.task_names, key="task", registry=tasks)
         families = planning.families_of(args.task_names, tasks)
@@ -199,6 +203,22 @@ class Evaluator:
         )
         return planning.build(args.task_names, settings, where)
 
+    def _harness(self) -> HarnessTasks | None:
+        """The `lm_eval:` tasks of `task`, resolved by the harness (names, include path) before a model loads."""
+        args = self.eval_args
+        if not args.harness_task_names:
+            return None
+        options = HarnessOptions(
+            n_shot=args.n_shot if "n_shot" in self.config else None,  # unset: each task's own `num_fewshot`
+            limit=self.data_args.max_samples,
+            seed=args.seed,
+            apply_chat_template=args.apply_chat_template,
+            fewshot_as_multiturn=args.fewshot_as_multiturn,
+            system_instruction=args.system_instruction,
+            log_samples=args.log_samples,
+        )
+        return HarnessTasks.resolve(args.harness_task_names, args.lm_eval_include_path, options)
+
     def _make_judge(self) -> Judge | None:
         args = self.eval_args
         if not args.judge_api_base:
@@ -222,6 +242,11 @@ class Evaluator:
         return self.eval_args.eval_mode == "generate" or any(not task.objective for task in self.tasks)
 
     def _check_plan(self) -> None:
+        if self.harness is not None and (self.model_args.infer_backend != EngineName.HF or self.world.size > 1):
+            raise ValueError(
+                "`lm_eval:` tasks run the model with transformers in one process: use `infer_backend: huggingface` "
+                "and one process (unset FORCE_TORCHRUN, or NPROC_PER_NODE=1)."
+            )
         if self.world.size > 1 and self.needs_generation and self.model_args.infer_backend != EngineName.HF:
             raise ValueError(
                 f"`infer_backend: {self.model_args.infer_backend}` spreads one model over the GPUs itself: run it in "
@@ -271,6 +296,8 @@ class Evaluator:
         }
         for task in self.tasks:
             fingerprint.update(task.fingerprint())
+        if self.harness is not None:
+            fingerprint["lm_eval"] = self.harness.fingerprint()
         if self.needs_generation:
             fingerprint["infer_backend"] = m.infer_backend
             fingerprint["generation"] = self.generating_args.to_dict()
@@ -378,7 +405,8 @@ class Evaluator:
                 records[task.name].sort(key=lambda record: order[record["id"]])
 
         per_rank = world.sum([scored if rank == world.rank else 0 for rank in range(world.size)])
-        results = self._results(records, per_rank) if world.main else None
+        harness = self._run_harness() if self.harness is not None and world.main else ({}, [])
+        results = self._results(records, per_rank, *harness) if world.main else None
         if world.main:
             if results["compared_on_other_questions"]:
                 logger.warning(results["notes"][-1])
@@ -386,6 +414,30 @@ class Evaluator:
             print(format_table(results))
             logger.info(f"Evaluation results written to {self.save.path}.")
         return world.broadcast(results)
+
+    def _run_harness(self) -> tuple[dict[str, Any], list[str]]:
+        """The `lm_eval:` tasks on this run's model, those finished in `save_dir` kept: (summaries, notes)."""
+        finished = self.harness.open(self.save.path, self.eval_args.overwrite_save_dir)
+        if finished:
+            logger.info(f"lm-evaluation-harness tasks already finished in {self.save.path}: {', '.join(finished)}.")
+        lm = None
+        if len(finished) < len(self.harness.names):
+            from .harness import GeoFactoryLM
+
+            scorer = self.scorer
+            length = self.context.tokens if self.context is not None else 2048
+            lm = GeoFactoryLM(
+                scorer.model,
+                scorer.tokenizer,
+                scorer.template,
+                self.eval_args.batch_size,
+                length,
+                self.data_args.template,
+            )
+        adapters = ",".join(self.model_args.adapter_name_or_path or [])
+        return self.harness.run(
+            lm, {"pretrained": self.model_args.model_name_or_path, **({"peft": adapters} if adapters else {})}
+        )
 
     def _unjudged(self, record: dict[str, Any]) -> bool:
         return self.judge is not None and "question" in record and "judge" not in record
@@ -438,11 +490,17 @@ class Evaluator:
                 self.save.append(batch)
                 bar.update(len(batch))
 
-    def _results(self, records: dict[str, list[dict[str, Any]]], per_rank: list[int]) -> dict[str, Any]:
+    def _results(
+        self,
+        records: dict[str, list[dict[str, Any]]],
+        per_rank: list[int],
+        harness: dict[str, Any] | None = None,
+        harness_notes: list[str] | None = None,
+    ) -> dict[str, Any]:
         args, m = self.eval_args, self.model_args
-        tasks = summarize(self.plan, records, self.hashes)
-        notes = run_notes(self.plan, tasks)
-        data = self.plan.folders()
+        tasks = {**summarize(self.plan, records, self.hashes), **(harness or {})}
+        notes = [*run_notes(self.plan, tasks), *(harness_notes or [])]
+        data = self.plan.folders() if self.plan.bindings else self.harness.folders()
         differ = question_sets({"tasks": tasks, "settings": data}, self.others)
         if differ:
             notes.append(
@@ -464,7 +522,7 @@ class Evaluator:
                 "infer_backend": str(m.infer_backend),
             },
             "settings": {
-                "tasks": args.task_names,
+                "tasks": split(args.task),
                 "eval_mode": args.eval_mode,
                 "n_shot": shown["n_shot"],
                 "seed": args.seed,

@@ -31,8 +31,9 @@ class Plan:
 
     @property
     def layout(self) -> str:
-        """GeoBench's layout when it is read, else the first family's."""
-        return (self.bindings.get("geobench") or next(iter(self.bindings.values()))).layout
+        """GeoBench's layout when it is read, else the first family's (None: `lm_eval:` tasks alone)."""
+        binding = self.bindings.get("geobench") or next(iter(self.bindings.values()), None)
+        return None if binding is None else binding.layout
 
     def folders(self) -> dict[str, str]:
         """The folders read, as results.json's settings show them: `task_dir`, and GeoBench's own beside others."""

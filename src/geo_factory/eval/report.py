@@ -300,6 +300,8 @@ def format_table(results: dict[str, Any]) -> str:
     for name, summary in results["tasks"].items():
         count = f"{summary['scored']}/{summary['total']}" if "total" in summary else "-"
         metrics = [(summary["metric"], summary.get(summary["metric"]), summary.get("chance"))]
+        if summary["kind"] == "lm_eval":  # every metric of the harness's table, by its name (`acc,none`)
+            metrics = [(m, v, None) for m, v in summary["metrics"].items() if "_stderr" not in m]
         if summary["kind"] == "subjective":
             metrics = [(m, summary[m], None) for m in ("rouge-l", "bleu-4") if m in summary]
             metrics += [(f"judge {c}", v, None) for c, v in summary.get("judge", {}).items()]

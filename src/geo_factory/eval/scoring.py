@@ -50,6 +50,23 @@ class Encoded:
 
 
 @dataclass(frozen=True)
+class Continuation:
+    """One log-likelihood request as tokens (lm-evaluation-harness's): the summed log-probability of ``target``
+    after ``context``; requests with the same context are one group and share its prefix pass."""
+
+    context: list[int]
+    target: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.context + self.target[:-1]
+
+    @property
+    def group(self) -> tuple[int, ...]:
+        return tuple(self.context)
+
+
+@dataclass(frozen=True)
 class Chat:
     """One question ready to generate for: its conversation and how many exemplars it holds."""
 
@@ -150,6 +167,25 @@ class LikelihoodScorer(PromptEncoder):
                 logprobs = self._last_logprobs([items[i].ids for i in batch], prefix_len, cache)
                 yield [(i, logprobs[row, items[i].candidates].tolist()) for row, i in enumerate(batch)]
 
+    @torch.no_grad()
+    def continuations(self, items: list[Continuation]) -> Iterator[list[tuple[int, float, bool]]]:
+        """Per batch, (index in ``items``, summed log-probability of its target, whether greedy decoding gives
+        the target). The prefix pass stops before each context's last token, so every target position is in
+        the batch's own pass; a row's targets are its last columns (left padding)."""
+        for members in self._groups(items):
+            prefix_len, cache = self._prefix([items[i].context for i in members])
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                keep = max(len(items[i].target) for i in batch)
+                logprobs = self._last_logprobs([items[i].ids for i in batch], prefix_len, cache, keep)
+                scored = []
+                for row, i in enumerate(batch):
+                    target = torch.tensor(items[i].target)
+                    rows = logprobs[row, keep - len(target) :]
+                    total = rows.gather(-1, target[:, None]).sum().item()
+                    scored.append((i, total, bool((rows.argmax(-1) == target).all())))
+                yield scored
+
     def _prefix(self, seqs: list[list[int]]) -> tuple[int, Any]:
         """Run the prefix the sequences share (each keeps one token of its own) once, and keep its cache."""
         from transformers import DynamicCache
@@ -169,7 +205,8 @@ class LikelihoodScorer(PromptEncoder):
             return 0, None
         return prefix_len, cache
 
-    def _last_logprobs(self, seqs: list[list[int]], prefix_len: int, prefix_cache: Any) -> torch.Tensor:
+    def _last_logprobs(self, seqs: list[list[int]], prefix_len: int, prefix_cache: Any, keep: int = 1) -> torch.Tensor:
+        """Log-probabilities at the last ``keep`` positions of each (left-padded) row."""
         from transformers import DynamicCache
 
         device, rows = self.model.device, len(seqs)
@@ -195,9 +232,9 @@ class LikelihoodScorer(PromptEncoder):
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
             **kwargs,
-            **self.keep_last,
+            **({"logits_to_keep": keep} if self.keep_last else {}),
         ).logits
-        return logits[:, -1].float().log_softmax(-1).cpu()
+        return (logits[:, -1] if keep == 1 else logits[:, -keep:]).float().log_softmax(-1).cpu()
 
 
 def _plain_cache(config: Any) -> bool:

@@ -24,6 +24,7 @@ DEFAULT_CRITERIA = ("accuracy", "completeness", "clarity")  # what the judge sco
 EvalMode = Literal["likelihood", "generate"]
 Lang = Literal["en", "zh"]
 PromptStyle = Literal["default", "k2", "lm_eval"]
+LM_EVAL_PREFIX = "lm_eval:"  # a `task` entry run by lm-evaluation-harness
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -115,7 +116,42 @@ class EvalArguments:
             "(those three and the NPEE/APStudy average), geobench_subjective (geobench_npee_noun, "
             "geobench_npee_completion, geobench_npee_qa, geobench_npee_discussion, geobench_open); the general "
             "benchmarks mmlu_test, cmmlu_test, ceval_validation (LLaMA-Factory's names); jiuzhou (NPEE, APStudy, "
-            "their average, C-Eval, CMMLU, MMLU: JiuZhou's table)."
+            "their average, C-Eval, CMMLU, MMLU: JiuZhou's table); lm-evaluation-harness tasks and groups as "
+            "`lm_eval:NAME` (e.g. `lm_eval:arc_easy`, or a task of `lm_eval_include_path`), beside the others."
+        },
+    )
+    lm_eval_include_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder of lm-evaluation-harness task yamls of your own (the harness's `--include_path`, "
+            "`!function` helpers included), for `lm_eval:NAME` tasks."
+        },
+    )
+    apply_chat_template: bool = field(
+        default=False,
+        metadata={
+            "help": "`lm_eval:` tasks: write each prompt as a conversation in the run's `template` (the harness's "
+            "`--apply_chat_template`)."
+        },
+    )
+    fewshot_as_multiturn: bool = field(
+        default=False,
+        metadata={
+            "help": "`lm_eval:` tasks with `apply_chat_template`: the few-shot examples as turns of the conversation "
+            "(the harness's `--fewshot_as_multiturn`)."
+        },
+    )
+    system_instruction: str | None = field(
+        default=None,
+        metadata={
+            "help": "`lm_eval:` tasks: a system instruction before each prompt (the harness's `--system_instruction`)."
+        },
+    )
+    log_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "`lm_eval:` tasks: also write the harness's own files (results_*.json, samples_<task>_*.jsonl) "
+            "under `save_dir`/lm_eval/, in its layout."
         },
     )
     task_dir: str | None = field(
@@ -216,6 +252,14 @@ class EvalArguments:
         check_str("task_dir", self.task_dir, optional=True)
         check_str("geobench_task_dir", self.geobench_task_dir, optional=True)
         check_bool("overwrite_save_dir", self.overwrite_save_dir)
+        check_str("lm_eval_include_path", self.lm_eval_include_path, optional=True)
+        check_str("system_instruction", self.system_instruction, optional=True)
+        for key in ("apply_chat_template", "fewshot_as_multiturn", "log_samples"):
+            check_bool(key, getattr(self, key))
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ConfigError(
+                "fewshot_as_multiturn", "`fewshot_as_multiturn: true` needs `apply_chat_template: true`."
+            )
         check_choice("eval_mode", self.eval_mode, EvalMode)
         check_choice("lang", self.lang, Lang)
         check_int("n_shot", self.n_shot, 0)
@@ -268,7 +312,13 @@ class EvalArguments:
 
     @property
     def task_names(self) -> list[str]:
-        return split(self.task)
+        """The native tasks of `task` (its `lm_eval:` names are :attr:`harness_task_names`)."""
+        return [name for name in split(self.task) if not name.startswith(LM_EVAL_PREFIX)]
+
+    @property
+    def harness_task_names(self) -> list[str]:
+        """lm-evaluation-harness names of `task`, without their `lm_eval:` prefix."""
+        return [name[len(LM_EVAL_PREFIX) :] for name in split(self.task) if name.startswith(LM_EVAL_PREFIX)]
 
     @property
     def criteria(self) -> list[str]:

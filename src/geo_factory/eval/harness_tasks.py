@@ -1,0 +1,184 @@
+"""``lm_eval:NAME`` tasks in ``llamafactory-cli eval``: lm-evaluation-harness tasks and groups, run by the harness
+itself (``lm_eval.simple_evaluate``) on geo-factory's model (:class:`.harness.GeoFactoryLM`).
+
+Names and ``lm_eval_include_path`` are resolved with the harness's ``TaskManager`` when the run is checked, before
+a model loads (the user's folder alone first: the built-in index takes seconds to build). Each requested name is one
+``simple_evaluate`` call, so a task that fails leaves the others' results, and its summary is kept in
+``save_dir/lm_eval_tasks/`` as it finishes: a resumed run skips it. With ``log_samples``, the harness's own
+``EvaluationTracker`` writes its files (``results_*.json``, ``samples_<task>_*.jsonl``) under ``save_dir/lm_eval/``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..extras import write_json_atomic
+from ..hparams.checks import ConfigError, split
+
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+
+PREFIX = "lm_eval:"
+FINISHED, HARNESS_FILES = "lm_eval_tasks", "lm_eval"  # folders under save_dir
+EXTRA = "pip install 'geo-factory[lm-eval]'"
+
+
+def split_names(task: str) -> tuple[list[str], list[str]]:
+    """``task``'s native names and its harness names (without the prefix), each in order."""
+    names = split(task)
+    return [n for n in names if not n.startswith(PREFIX)], [n[len(PREFIX) :] for n in names if n.startswith(PREFIX)]
+
+
+@dataclass
+class HarnessOptions:
+    """The harness's run options that change answers (its CLI's names in comments)."""
+
+    n_shot: int | None  # --num_fewshot; None: each task's own
+    limit: int | None  # --limit (`max_samples`)
+    seed: int  # --seed N: python, numpy, torch and few-shot seeds
+    apply_chat_template: bool
+    fewshot_as_multiturn: bool
+    system_instruction: str | None
+    log_samples: bool
+
+
+class HarnessTasks:
+    """The run's harness tasks: resolved at check time, run after the native tasks, summarised for results.json."""
+
+    def __init__(self, names: list[str], include_path: str | None, options: HarnessOptions, manager: Any) -> None:
+        self.names, self.include_path, self.options, self.manager = names, include_path, options, manager
+        self.save: Path | None = None
+
+    @classmethod
+    def resolve(cls, names: list[str], include_path: str | None, options: HarnessOptions) -> HarnessTasks:
+        """Check lm-eval, the include path and every name (closest names on a miss); raise :class:`ConfigError`."""
+        try:
+            from lm_eval.tasks import TaskManager
+        except ImportError:
+            raise ConfigError(
+                "task", f"`{PREFIX}` tasks run lm-evaluation-harness, which is not installed: {EXTRA}."
+            ) from None
+        if include_path is not None and not os.path.isdir(include_path):
+            raise ConfigError(
+                "lm_eval_include_path", f"`lm_eval_include_path: {include_path}` is not a folder of task yamls."
+            )
+        manager = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
+        if manager is None or any(name not in manager.all_tasks for name in names):
+            manager = TaskManager(include_path=include_path)
+        for name in names:
+            if name not in manager.all_tasks:
+                close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
+                hint = f" Did you mean: {', '.join(PREFIX + c for c in close)}?" if close else ""
+                where = f" or in `lm_eval_include_path: {include_path}`" if include_path else ""
+                raise ConfigError(
+                    "task",
+                    f"Unknown lm-evaluation-harness task `{PREFIX}{name}` in `task`: not in the harness{where}.{hint}",
+                )
+        return cls(names, include_path, options, manager)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the harness's answers depend on beyond the model (resume must match it)."""
+        from lm_eval import __version__
+
+        return {
+            "tasks": self.names,
+            "include_path": self.include_path,
+            "lm_eval_version": __version__,
+            **{k: v for k, v in vars(self.options).items() if k != "log_samples"},
+        }
+
+    def open(self, save_dir: Path, overwrite: bool) -> list[str]:
+        """Start or resume in ``save_dir``: the names already finished there."""
+        self.save = save_dir
+        if overwrite:
+            for folder in (FINISHED, HARNESS_FILES):
+                shutil.rmtree(save_dir / folder, ignore_errors=True)
+        return [name for name in self.names if (self._finished(name)).exists()]
+
+    def _finished(self, name: str) -> Path:
+        return self.save / FINISHED / f"{name.replace('/', '_')}.json"
+
+    def run(self, lm: LM, model: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Every name's summaries (finished ones read back), and a note per task that failed. ``model``: as the
+        harness's ``model_args`` (``pretrained``, ``peft``): its files go to a folder named for it."""
+        summaries: dict[str, dict[str, Any]] = {}
+        notes = []
+        for name in self.names:
+            path = self._finished(name)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    write_json_atomic(path, self._evaluate(name, lm, model))
+                except Exception as err:  # the other tasks' results stand; this one is named in the notes
+                    notes.append(f"{PREFIX}{name} failed and has no result: {type(err).__name__}: {err}")
+                    continue
+            with open(path, encoding="utf-8") as f:
+                summaries.update(json.load(f))
+        return summaries, notes
+
+    def _evaluate(self, name: str, lm: LM, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from lm_eval import simple_evaluate
+        from lm_eval.loggers import EvaluationTracker
+
+        o = self.options
+        tracker = EvaluationTracker(output_path=str(self.save / HARNESS_FILES)) if o.log_samples else None
+        results = simple_evaluate(
+            model=lm,
+            model_args=model,
+            tasks=[name],
+            num_fewshot=o.n_shot,
+            limit=o.limit,
+            log_samples=o.log_samples,
+            evaluation_tracker=tracker,
+            system_instruction=o.system_instruction,
+            apply_chat_template=o.apply_chat_template,
+            fewshot_as_multiturn=o.fewshot_as_multiturn,
+            task_manager=self.manager,
+            random_seed=o.seed,
+            numpy_random_seed=o.seed,
+            torch_random_seed=o.seed,
+            fewshot_random_seed=o.seed,
+        )
+        if tracker is not None:
+            samples = results.pop("samples")
+            tracker.save_results_aggregated(results=results, samples=samples)
+            for task in results["configs"]:
+                tracker.save_results_samples(task_name=task, samples=samples[task])
+        return summarize(name, results)
+
+    def folders(self) -> dict[str, str]:
+        """results.json's data settings when the run has no native task."""
+        return {"task_dir": self.include_path or "lm-evaluation-harness", "layout": "lm_eval"}
+
+
+def summarize(name: str, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One results.json entry per row of the harness's table (a group and its subtasks): every metric under the
+    harness's own name (``acc,none``, ``exact_match,strict-match``, their ``_stderr``)."""
+    summaries = {}
+    for task, row in results["results"].items():
+        metrics = {k: v for k, v in row.items() if "," in k}  # `metric,filter` and `metric_stderr,filter`
+        headline = next((k for k in metrics if "_stderr" not in k), None)
+        samples = results.get("n-samples", {}).get(task, {})
+        summaries[f"{PREFIX}{task}"] = {
+            "kind": "lm_eval",
+            "family": "lm_eval",
+            "description": f"lm-evaluation-harness {'group' if task in results.get('groups', {}) else 'task'}"
+            + ("" if task == name else f" of `{PREFIX}{name}`"),
+            "metric": headline,
+            **({headline: metrics[headline]} if headline else {}),
+            "metrics": metrics,
+            "higher_is_better": results.get("higher_is_better", {}).get(task, {}),
+            "n_shot": results.get("n-shot", {}).get(task),
+            "version": results.get("versions", {}).get(task),
+            **({"scored": samples["effective"], "total": samples["original"]} if samples else {}),
+            "seconds": round(float(results.get("total_evaluation_time_seconds", 0.0)), 2),
+        }
+    return summaries

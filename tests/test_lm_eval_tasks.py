@@ -1,0 +1,151 @@
+"""lm-evaluation-harness tasks (``task: lm_eval:NAME``) through the real ``llamafactory-cli eval`` on the tiny model.
+
+The task yamls and their data are local (tests/fixtures/lm_eval: a multiple-choice task with few-shot examples, a
+generated answer behind a regex filter, a perplexity task), read offline. The reference is the harness's own Hugging
+Face backend (``lm_eval --model hf``) on the same model, tasks and seeds, run in the test on this machine: every
+document's answers and every metric must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+TASKS = Path(__file__).parent / "fixtures" / "lm_eval"
+GEOBENCH = Path(__file__).parent / "fixtures" / "geobench" / "k2"
+NAMES = ["geo_rocks_mc", "geo_numbers_gen", "geo_text_ppl"]
+LIMIT = 6
+
+
+def _setup(tmp_path: Path, tiny_model: Path, **config) -> Path:
+    """A working directory with the task folder where its yamls' relative data paths point."""
+    shutil.copytree(TASKS, tmp_path / "lm_eval_tasks")
+    config = {
+        "model_name_or_path": str(tiny_model), "template": "mistral", "lm_eval_include_path": "lm_eval_tasks",
+        "save_dir": "out", **config,
+    }  # fmt: skip
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "eval.yaml"
+
+
+def _harness_reference(tmp_path: Path, tiny_model: Path, monkeypatch) -> dict:
+    """The harness's Hugging Face backend on the same tasks, limit and seeds, in this process."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.chdir(tmp_path)
+    return simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(tiny_model), "dtype": "float32"},
+        tasks=NAMES,
+        device="cpu",
+        limit=LIMIT,
+        batch_size=1,
+        log_samples=True,
+        task_manager=TaskManager(include_path="lm_eval_tasks", include_defaults=False),
+        random_seed=42,
+        numpy_random_seed=42,
+        torch_random_seed=42,
+        fewshot_random_seed=42,
+        bootstrap_iters=0,
+    )
+
+
+def _samples(out: Path, task: str) -> list[dict]:
+    (path,) = out.glob(f"lm_eval/*/samples_{task}_*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_harness_tasks_beside_native_match_the_harness_and_resume(tmp_path, tiny_model, cli_env, monkeypatch) -> None:
+    config = _setup(
+        tmp_path, tiny_model, task=",".join(["geobench_npee", *(f"lm_eval:{n}" for n in NAMES)]),
+        task_dir=str(GEOBENCH), n_shot=1, max_samples=LIMIT, seed=42, log_samples=True,
+    )  # fmt: skip
+    # n_shot is the harness's --num_fewshot too: the reference reads the same number from a copy of the yamls
+    proc = run_cli("eval", config, cwd=tmp_path, env=cli_env)
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["tasks"]) == ["geobench_npee", *(f"lm_eval:{n}" for n in NAMES)]
+    assert results["tasks"]["geobench_npee"]["scored"] == LIMIT
+    assert json.loads((out / "run_config.json").read_text())["lm_eval"]["tasks"] == NAMES
+
+    for name in NAMES:  # the yamls' own num_fewshot, except where n_shot overrides it (rolling tasks take none)
+        task = yaml.safe_load((tmp_path / "lm_eval_tasks" / f"{name}.yaml").read_text())
+        if "num_fewshot" in task:
+            task["num_fewshot"] = 1
+            (tmp_path / "lm_eval_tasks" / f"{name}.yaml").write_text(yaml.safe_dump(task))
+    reference = _harness_reference(tmp_path, tiny_model, monkeypatch)
+
+    for name in NAMES:
+        summary = results["tasks"][f"lm_eval:{name}"]
+        assert (summary["kind"], summary["scored"]) == ("lm_eval", LIMIT)
+        theirs = reference["results"][name]
+        for metric, value in summary["metrics"].items():
+            if "_stderr" not in metric:
+                assert value == pytest.approx(theirs[metric], rel=1e-4), (name, metric)
+        ours = {s["doc_id"]: s for s in _samples(out, name)}
+        assert sorted(ours) == list(range(LIMIT))
+        for sample in reference["samples"][name]:
+            mine = ours[sample["doc_id"]]
+            prompts = [mine["arguments"][f"gen_args_{i}"]["arg_0"] for i in range(len(sample["arguments"]))]
+            assert prompts == [args[0] for args in sample["arguments"]]  # the same few-shot prompts
+            if name == "geo_numbers_gen":  # greedy: the same words, the same filtered answer
+                assert mine["resps"] == sample["resps"] and mine["filtered_resps"] == sample["filtered_resps"]
+            elif name == "geo_rocks_mc":  # log-likelihoods up to float rounding, the same greedy flags
+                for [[ll, greedy]], [(their_ll, their_greedy)] in zip(mine["resps"], sample["resps"]):
+                    assert float(ll) == pytest.approx(their_ll, abs=1e-4) and greedy == str(their_greedy)
+                assert (mine["acc"], mine["acc_norm"]) == (sample["acc"], sample["acc_norm"])
+            else:
+                assert float(mine["resps"][0][0]) == pytest.approx(sample["resps"][0][0], abs=1e-3)
+    assert "acc_norm,none" in (out / "results.log").read_text()
+
+    # resume: a run killed after two harness tasks keeps them and scores the third only
+    (out / "results.json").unlink()
+    (out / "lm_eval_tasks" / "geo_text_ppl.json").unlink()
+    proc = run_cli("eval", config, cwd=tmp_path, env=cli_env)
+    assert "already finished in out: geo_rocks_mc, geo_numbers_gen." in proc.stdout + proc.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again["tasks"] == results["tasks"] | {"lm_eval:geo_text_ppl": again["tasks"]["lm_eval:geo_text_ppl"]}
+    assert again["tasks"]["lm_eval:geo_text_ppl"]["metrics"] == results["tasks"]["lm_eval:geo_text_ppl"]["metrics"]
+
+
+def test_unknown_harness_task_is_one_line_exit_2_with_close_names(tmp_path, tiny_model, cli_env) -> None:
+    config = _setup(tmp_path, tiny_model, task="lm_eval:geo_rocks_mcq")
+    proc = run_cli("eval", config, cwd=tmp_path, env=cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert "Unknown lm-evaluation-harness task `lm_eval:geo_rocks_mcq`" in line and "lm_eval:geo_rocks_mc" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"lm_eval_include_path": "nowhere"}, "`lm_eval_include_path: nowhere` is not a folder of task yamls."),
+        ({"fewshot_as_multiturn": True}, "`fewshot_as_multiturn: true` needs `apply_chat_template: true`."),
+        (None, "lm-evaluation-harness, which is not installed: pip install 'geo-factory[lm-eval]'."),
+    ],
+)
+def test_bad_harness_input_fails_before_the_model(tmp_path, tiny_model, monkeypatch, config, message) -> None:
+    from geo_factory.eval.evaluator import Evaluator
+
+    _setup(tmp_path, tiny_model)
+    monkeypatch.chdir(tmp_path)
+    if config is None:  # lm-eval absent: its import fails as it would without the extra
+        monkeypatch.setitem(sys.modules, "lm_eval.tasks", None)
+    args = {
+        "model_name_or_path": str(tiny_model), "template": "mistral", "task": "lm_eval:geo_rocks_mc",
+        "lm_eval_include_path": "lm_eval_tasks", "save_dir": "out", **(config or {}),
+    }  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        Evaluator(args)
+    assert message in str(err.value), str(err.value)
+    assert not (tmp_path / "out").exists()
