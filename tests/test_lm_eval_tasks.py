@@ -149,3 +149,22 @@ def test_bad_harness_input_fails_before_the_model(tmp_path, tiny_model, monkeypa
         Evaluator(args)
     assert message in str(err.value), str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_native_generate_batches_give_the_engines_replies(tmp_path, tiny_model) -> None:
+    """``eval_mode: generate`` on the Hugging Face engine: batched, left-padded replies are the replies LLaMA-Factory's
+    chat engine gives one conversation at a time (greedy)."""
+    from geo_factory.eval.evaluator import Evaluator
+    from geo_factory.eval.scoring import generate
+
+    evaluator = Evaluator(
+        {
+            "model_name_or_path": str(tiny_model), "template": "mistral", "task": "geobench_apstudy",
+            "task_dir": str(GEOBENCH.parent / "jiuzhou"), "eval_mode": "generate", "n_shot": 2, "max_new_tokens": 12,
+            "save_dir": str(tmp_path / "out"),
+        }
+    )  # fmt: skip
+    chats = [chat.messages for chat in evaluator.prompts["geobench_apstudy"][:7]]
+    assert len({len(str(chat)) for chat in chats}) > 1  # prompts of several lengths: padded rows
+    alone = [evaluator.chat_model.chat(messages)[0].response_text for messages in chats]
+    assert any(alone) and generate(evaluator.chat_model, chats, 4) == alone

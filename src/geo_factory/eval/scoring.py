@@ -289,10 +289,40 @@ def extract_answer(text: str, question: ChoiceQuestion, lang: str) -> str | None
 
 
 def generate(chat_model: ChatModel, conversations: list[list[dict[str, str]]], concurrency: int) -> list[str]:
-    """Replies from LLaMA-Factory's inference engine, ``concurrency`` requests at a time (vLLM batches them)."""
+    """Replies from LLaMA-Factory's inference engine: the Hugging Face engine's model in batches of ``concurrency``
+    (:mod:`.generation`), another engine ``concurrency`` requests at a time (vLLM batches them)."""
+    from llamafactory.chat.hf_engine import HuggingfaceEngine
+
+    engine = chat_model.engine
+    if isinstance(engine, HuggingfaceEngine):
+        return _hf_replies(engine, conversations, concurrency)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         responses = pool.map(lambda messages: chat_model.chat(messages)[0].response_text, conversations)
         return list(responses)
+
+
+def _hf_replies(engine: Any, conversations: list[list[dict[str, str]]], batch_size: int) -> list[str]:
+    """The replies the engine's ``chat`` gives one conversation at a time, generated in batches: each prompt and the
+    generation config come from the engine's own ``_process_args``; a row ends at the template's first stop token
+    and is decoded as the engine decodes it."""
+    from .generation import BatchGenerator
+
+    prompts, config = [], None
+    for messages in conversations:
+        kwargs, _ = engine._process_args(
+            engine.model, engine.tokenizer, engine.processor, engine.template, engine.generating_args, messages
+        )
+        prompts.append(kwargs["input_ids" if "input_ids" in kwargs else "inputs"][0].tolist())
+        config = kwargs["generation_config"]
+    if not prompts:
+        return []
+    stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    decode = {
+        "skip_special_tokens": getattr(config, "skip_special_tokens", True),
+        "clean_up_tokenization_spaces": True,
+    }
+    generator = BatchGenerator(engine.model, engine.tokenizer, batch_size)
+    return generator.generate(prompts, stop_ids=stops, decode=decode, generation_config=config)
 
 
 # ---------------------------------------------------------------------------------------------
