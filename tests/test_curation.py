@@ -466,7 +466,7 @@ def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
         "instruction": "What is the silica content of basalt?",
         "input": "",
         "output": "The silica content of basalt is 45-52 wt%.",
-        "source": "facts.csv:1 (USGS)",
+        "source": "facts.csv:2 (USGS)",
     }
     assert [(r["instruction"], r["output"]) for r in rows[1:]] == [
         ("玄武岩的二氧化硅含量是什么？", "玄武岩的二氧化硅含量是45-52 wt%。"),
@@ -476,9 +476,9 @@ def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
         ("请解释地学术语“火山灰”。", "直径小于2毫米的火山碎屑。"),
     ]
     assert {r["source"] for r in rows} == {
-        "facts.csv:1 (USGS)",
-        "facts.csv:2",
-        "facts.csv:4",
+        "facts.csv:2 (USGS)",  # the file's lines, as an editor shows them (the header is line 1)
+        "facts.csv:3",
+        "facts.csv:5",
         "terms.jsonl:1",
         "terms.jsonl:2",
     }
@@ -488,9 +488,10 @@ def test_build_sft_from_facts_and_glossary(tmp_path, cli_env) -> None:
     info = json.loads((tmp_path / "geo_sft" / "dataset_info.json").read_text())
     assert info["geo_sft"]["file_name"] == "geo_sft.json"
 
-    (tmp_path / "bad.csv").write_text("name,value\nx,1\n")
+    (tmp_path / "bad.csv").write_text("\ufeffname,value\nx,1\n", encoding="utf-8")  # a BOM is no part of a name
     bad = run_geo_factory("build-sft", "--facts", "bad.csv", "--output", "o", cwd=tmp_path, env=cli_env, check=False)
-    assert bad.returncode == 2 and "bad.csv, row 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "bad.csv, line 2: " in bad.stderr and "has name, value." in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def _free_port() -> int:

@@ -297,8 +297,9 @@ MALFORMED = [
             " geobench_npee has no harness format",
         ),
         (
-            {"task": "mmlu_test", "prompt_style": "lm_eval", "lang": "en"},
-            "`lang` does not apply with `prompt_style: lm_eval`",
+            {"task": "mmlu_test", "prompt_style": "lm_eval", "lang": "zh"},
+            "`lang: zh` differs from the language of `mmlu_test` (en); with `prompt_style: lm_eval` the harness's "
+            "wording is the task's own: remove `lang` or set it to en.",
         ),
         (
             {"task": "mmlu_test", "prompt_style": "lm_eval", "eval_mode": "generate"},
@@ -369,3 +370,6 @@ def test_lm_eval_prompts_are_the_harness_tasks_text(tmp_path, tiny_model) -> Non
             assert harness_context(task, question, encoded.group, task.data.dev) == expected
             assert encoded.ids == tokenizer(expected, add_special_tokens=False)["input_ids"]
             assert tokenizer.decode(encoded.ids[:1]) != tokenizer.bos_token  # no special token, as the harness
+    # an LLaMA-Factory yaml's `lang: en` on MMLU is its own language: accepted, the same prompts
+    same = Evaluator({**config, "task": "mmlu_test", "lang": "en", "task_dir": str(folder), "save_dir": "unused"})
+    assert same.prompts["mmlu_test"] == evaluator.prompts["mmlu_test"]

@@ -2,13 +2,12 @@
 
 K2 built GeoSignal from structured geoscience knowledge; a teacher model behind any OpenAI-compatible endpoint
 turns a user's own documents into grounded question/answer pairs. Every pair keeps where it came from
-(``source``: file and row, or passage id); the output is alpaca JSON with a ``dataset_info.json`` entry,
+(``source``: ``file:line``, the line as an editor numbers it, or passage id); the output is alpaca JSON with a ``dataset_info.json`` entry,
 deduplicated on the normalised instruction and answer.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from ..endpoint import ChatEndpoint
 from ..extras import write_json_atomic
-from ..rows import read_rows
+from ..rows import numbered_rows, read_rows
 
 
 TEMPLATES = {
@@ -40,12 +39,10 @@ TEACHER_PROMPT = (
 )
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    if path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f))
-    if path.suffix == ".jsonl":
-        return read_rows(path)
+def _read_rows(path: Path) -> list[tuple[str, dict[str, str]]]:
+    """(line, row) of a fact table, each row named by its line as an editor shows it."""
+    if path.suffix in (".csv", ".jsonl"):
+        return numbered_rows(path)
     raise ValueError(f"{path}: fact tables are .csv or .jsonl files.")
 
 
@@ -90,12 +87,13 @@ def pairs_from_facts(paths: list[str], languages: tuple[str, ...]) -> tuple[list
     pairs, missing = [], dict.fromkeys(languages, 0)
     for name in paths:
         path = Path(name)
-        for i, row in enumerate(_read_rows(path), start=1):
+        for where, row in _read_rows(path):
+            line = where.split()[-1]  # `line N`
             keys = {k.strip().lower(): str(v).strip() for k, v in row.items() if k and v is not None}
             kind = _row_kind(keys)
             if kind is None:
                 raise ValueError(
-                    f"{path}, row {i}: needs non-empty columns {', '.join(FACT_COLUMNS)} (facts) or "
+                    f"{path}, {where}: needs non-empty columns {', '.join(FACT_COLUMNS)} (facts) or "
                     f"{', '.join(TERM_COLUMNS)} (glossary), or their translations such as entity_zh; has "
                     f"{', '.join(keys) or 'none'}."
                 )
@@ -110,7 +108,7 @@ def pairs_from_facts(paths: list[str], languages: tuple[str, ...]) -> tuple[list
                         "instruction": question.format(**texts),
                         "input": "",
                         "output": answer.format(**texts),
-                        "source": f"{path.name}:{i}" + (f" ({keys['source']})" if keys.get("source") else ""),
+                        "source": f"{path.name}:{line}" + (f" ({keys['source']})" if keys.get("source") else ""),
                     }
                 )
     return pairs, missing

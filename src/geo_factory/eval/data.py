@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,9 +110,26 @@ def as_letter(value: Any, path: Path, where: str) -> str:
     return value.strip()
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, unique_keys: bool = False) -> Any:
+    """A UTF-8 JSON file (a BOM allowed); ``unique_keys``: an object that repeats a key is an error, not its last
+    value silently kept (a registry whose task is named twice)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise EvalDataError(
+            f"{path}: the encoding must be UTF-8 (with or without a BOM), but byte {err.start} is not UTF-8."
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique(path) if unique_keys else None)
     except json.JSONDecodeError as err:
         raise EvalDataError(f"{path} is not valid JSON: {err}.") from None
+
+
+def _unique(path: Path) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        repeated = [key for key, n in Counter(key for key, _ in items).items() if n > 1]
+        if repeated:
+            raise EvalDataError(f"{path}: the key `{repeated[0]}` is given twice in one object; each must be unique.")
+        return dict(items)
+
+    return pairs

@@ -408,8 +408,6 @@ class Evaluator:
         harness = self._run_harness() if self.harness is not None and world.main else ({}, [])
         results = self._results(records, per_rank, *harness) if world.main else None
         if world.main:
-            if results["compared_on_other_questions"]:
-                logger.warning(results["notes"][-1])
             self.save.finish(results, self.others, [record for task in records.values() for record in task])
             print(format_table(results))
             logger.info(f"Evaluation results written to {self.save.path}.")
@@ -526,7 +524,7 @@ class Evaluator:
                 "eval_mode": args.eval_mode,
                 "n_shot": shown["n_shot"],
                 "seed": args.seed,
-                "lang": args.lang,
+                "lang": ",".join(sorted({task.lang for task in self.tasks})),  # what ran, not the key's default
                 "prompt_style": args.prompt_style,
                 "k2_samples": shown["k2_samples"],
                 "max_samples": self.data_args.max_samples,

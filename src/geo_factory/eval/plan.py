@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .families import FAMILIES, custom
 from .families.base import Binding, BoundTask, Settings, Where
+from .styles import check_lang
 from .tasks import SUITES, TASKS, Task, check_task_names
 
 
@@ -96,7 +97,9 @@ def build(names: list[str], settings: Settings, where: Where, key: str = "task",
         if family in grouped
     }
     bindings = {family: bindings[family] for family in FAMILIES if family in bindings}
-    return Plan([task for binding in bindings.values() for task in binding.tasks], bindings, settings)
+    plan = Plan([task for binding in bindings.values() for task in binding.tasks], bindings, settings)
+    check_lang(plan.tasks)
+    return plan
 
 
 def for_training(args: GeoBenchTrainArguments, cache_dir: str | None = None, token: str | None = None) -> Plan:

@@ -284,11 +284,12 @@ def _ids(ids: list[int]) -> str:
     return f"id{'s' if len(ids) > 1 else ''} {shown}{', ...' if len(ids) > 10 else ''}"
 
 
-def data_issue_lines(results: dict[str, Any]) -> list[str]:
+def data_issue_lines(results: dict[str, Any], own: bool | None = None) -> list[str]:
+    """One line per task with data issues; ``own``: only the user's tasks (True) or only published ones (False)."""
     lines = []
     for name, summary in results["tasks"].items():
         issues = summary.get("data_issues") or {}
-        if issues:
+        if issues and own in (None, summary.get("family") == "custom"):
             listed = "; ".join(f"{issue} {len(ids)} ({_ids(ids)})" for issue, ids in issues.items())
             lines.append(f"{name}: {listed}")
     return lines
@@ -338,10 +339,13 @@ def format_table(results: dict[str, Any]) -> str:
                 f"{name}: {summary['fewer_shots']} of {summary['scored']} questions were scored with fewer than "
                 f"{summary['n_shot']} exemplars (prompt limit: {settings['prompt_limit']})."
             )
-    issues = data_issue_lines(results)
-    if issues:
-        footer.append("Data issues, published defects kept and counted as published:")
-        footer += [f"  {line}" for line in issues]
+    for own, heading in (
+        (False, "Data issues, published defects kept and counted as published:"),
+        (True, "Data issues in your own files, the questions kept and counted as written:"),
+    ):
+        issues = data_issue_lines(results, own)
+        if issues:
+            footer += [heading, *(f"  {line}" for line in issues)]
     if any(
         s.get("deduplicated", {}).get("scored", s.get("scored")) != s.get("scored") for s in results["tasks"].values()
     ):
@@ -470,8 +474,11 @@ def plot(results: dict[str, Any], others: list[dict[str, Any]], path: Path) -> N
     differ = question_sets(results, others)
     if differ:
         notes.append(f"compared on other questions: {', '.join(differ)}")
-    if notes:
-        fig.text(0.01, 0.01, "\n".join(notes), fontsize=6, va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.025 * len(notes), 1, 1))
+    bottom = 0.0
+    if notes:  # wrapped to the figure's width, and the axes (with their tick labels) laid out above it
+        wrapped = "\n".join(textwrap.fill(note, int(fig.get_figwidth() * 72 / 3.1)) for note in notes)
+        text = fig.text(0.01, 0.01, wrapped, fontsize=6, va="bottom")
+        bottom = 0.02 + text.get_window_extent(fig.canvas.get_renderer()).height / fig.bbox.height
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

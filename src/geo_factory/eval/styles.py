@@ -6,12 +6,13 @@ a score here is the harness's: its task yamls' ``description`` line, each exempl
 its letter, exemplars joined and followed by a blank line (``fewshot_delimiter``), the first ``n_shot`` dev
 questions (``sampler: first_n``), raw text without a template or special tokens, and the option scored as the
 continuation ``" A"`` (``target_delimiter``), the first token where the options differ. K2's own protocol is a family
-of its own (:mod:`.families.k2`), as it changes what is scored, not only how it is asked.
+of its own (:mod:`.families.k2`), as it changes what is scored, not only how it is asked. Each record of
+predictions.jsonl carries the text an ``lm_eval`` question was scored after (``prompt``), to compare with the harness's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..hparams.checks import ConfigError
@@ -77,12 +78,28 @@ def lm_eval_prompts(task: BoundTask, encoder: PromptEncoder, budget: Callable[[b
     ]
 
 
+def lm_eval_records(
+    task: BoundTask, batches: Iterator[list[dict[str, Any]]], todo: list[ChoiceQuestion]
+) -> Iterator[list[dict[str, Any]]]:
+    """The records with the text each question's options were scored after (its kept exemplars: the last ``shots``
+    of its draw, as :func:`.prompts.fit_exemplars` drops from the front)."""
+    sampler, by_id = task.sampler(), {question.id: question for question in todo}
+    for records in batches:
+        for record in records:
+            question = by_id[record["id"]]
+            shots = sampler.exemplars(question)
+            kept = shots[len(shots) - record["shots"] :] if record["shots"] else ()
+            record["prompt"] = harness_context(task, question, kept, sampler.pool)
+        yield records
+
+
 STYLES = {"default": default_prompts, "lm_eval": lm_eval_prompts}
 
 
 def protocol(style: str, config: dict[str, Any], tasks: dict[str, Any], names: list[str]) -> str:
     """The shared protocol ``prompt_style`` asks for; the harness's applies to the general benchmarks and the user's
-    tasks (its formats), and fixes the wording, so a task of another family or a `lang` is refused."""
+    tasks (its formats), so a task of another family is refused. It fixes the wording: a ``lang`` other than a
+    task's own is refused once tasks are bound (:func:`check_lang`)."""
     if style != "lm_eval":
         return "default"
     others = [name for name in members(names) if tasks[name].family not in ("general", "custom")]
@@ -92,8 +109,18 @@ def protocol(style: str, config: dict[str, Any], tasks: dict[str, Any], names: l
             f"`prompt_style: lm_eval` is lm-evaluation-harness's protocol for MMLU, CMMLU, C-Eval and tasks of your "
             f"own; {', '.join(others)} has no harness format: evaluate it in a run of its own.",
         )
-    if "lang" in config:
-        raise ConfigError(
-            "lang", "`lang` does not apply with `prompt_style: lm_eval`: the harness's tasks fix their wording."
-        )
     return "lm_eval"
+
+
+def check_lang(tasks: list[BoundTask]) -> None:
+    """With ``prompt_style: lm_eval``, a given ``lang`` must be each task's own (an LLaMA-Factory yaml's ``lang: en``
+    on MMLU is): the harness's wording is the task's, never translated."""
+    for task in tasks:
+        lang = task.settings.lang
+        if task.settings.protocol == "lm_eval" and lang is not None and lang != task.default_lang:
+            raise ConfigError(
+                "lang",
+                f"`lang: {lang}` differs from the language of `{task.name}` ({task.default_lang}); with "
+                "`prompt_style: lm_eval` the harness's wording is the task's own: remove `lang` or set it to "
+                f"{task.default_lang}.",
+            )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..data import ChoiceQuestion, Question
 from ..prompts import Budget, ExemplarSampler, subset
-from ..styles import STYLES
+from ..styles import STYLES, lm_eval_records
 
 
 if TYPE_CHECKING:
@@ -121,8 +121,8 @@ class BoundTask:
         raise ValueError(f"`{self.name}` has no lm-evaluation-harness format.")
 
     def records(self, batches: Iterator[list[dict[str, Any]]], todo: list[Question]) -> Iterator[list[dict[str, Any]]]:
-        """Scored records as they are written; a family may add what makes them checkable."""
-        return batches
+        """Scored records as they are written; a family may add what makes them checkable (``lm_eval``: the text)."""
+        return lm_eval_records(self, batches, todo) if self.settings.protocol == "lm_eval" else batches
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """What the family adds to an objective task's summary in results.json."""
