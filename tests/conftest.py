@@ -7,8 +7,10 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,7 @@ GEO_FACTORY = str(Path(sys.executable).parent / "geo-factory")
 LONGEST_FIRST = (
     "test_qlora.py",
     "test_tspt.py",
+    "test_mixing.py",
     "test_vocab.py",
     "test_geobench.py",
     "test_distributed.py",
@@ -234,6 +237,20 @@ def chat(config: Path | str, question: str, *overrides: str, cwd: Path, env: dic
     answer = proc.stdout.split("Assistant:", 1)[1].split("User:", 1)[0].strip()
     assert answer, f"empty answer:\n{proc.stdout[-3000:]}"
     return answer
+
+
+def kill_when(args: list[str], cwd: Path, env: dict[str, str], path: Path, log: Path) -> None:
+    """Start ``llamafactory-cli ARGS`` and SIGKILL it as soon as ``path`` exists."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen([CLI, *args], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not path.exists():
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"llamafactory-cli ended (or hung) before {path} appeared:\n{log.read_text()[-3000:]}")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def read_trainer_log(output_dir: Path) -> list[dict]:

@@ -7,11 +7,7 @@ geo-factory's registry) and ``models/tiny-mistral`` linked in. Budgets are a few
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import CLI, chat, example, read_trainer_log, run_cli, workdir
+from conftest import chat, example, kill_when, read_trainer_log, run_cli, workdir
 from geo_factory.datasets import registry_dir
 from geo_factory.hparams import DecontaminationArguments, GeoBenchTrainArguments, TsptArguments
 from geo_factory.vocab import RECORD
@@ -193,20 +189,6 @@ def test_streaming_mixes_by_tokens_without_materializing_and_repeats_a_short_dat
     assert not list(cache.rglob("*.arrow")), "the streamed corpora were converted to Arrow"
 
 
-def _kill_when(args: list[str], cwd: Path, env: dict[str, str], path: Path, log: Path) -> None:
-    """Start ``llamafactory-cli ARGS`` and SIGKILL it as soon as ``path`` exists."""
-    with open(log, "w") as f:
-        proc = subprocess.Popen([CLI, *args], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        deadline = time.time() + 300
-        while not path.exists():
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"llamafactory-cli ended (or hung) before {path} appeared:\n{log.read_text()[-3000:]}")
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _newest_checkpoint(stage_dir: Path) -> int:
     return max(
         int(p.name.split("-")[1]) for p in stage_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
@@ -226,11 +208,11 @@ def test_kill_and_resume_in_each_stage(tmp_path, tiny_model, cli_env, parse_trai
     stage1, stage2 = out / "stage1", out / "stage2"
 
     # killed in stage 1, after its first checkpoints: it resumes stage 1 from the newest complete one
-    _kill_when(args, work, cli_env, stage1 / "checkpoint-10" / "trainer_state.json", tmp_path / "run1.log")
+    kill_when(args, work, cli_env, stage1 / "checkpoint-10" / "trainer_state.json", tmp_path / "run1.log")
     assert not (stage1 / "tspt_stage.json").exists() and not stage2.exists()
     resume1, lines1 = _newest_checkpoint(stage1), len(read_trainer_log(stage1))
 
-    _kill_when(args, work, cli_env, stage2 / "checkpoint-10" / "trainer_state.json", tmp_path / "run2.log")
+    kill_when(args, work, cli_env, stage2 / "checkpoint-10" / "trainer_state.json", tmp_path / "run2.log")
     log1 = read_trainer_log(stage1)
     assert log1[lines1]["current_steps"] == resume1 + 1  # steps 1..resume1 were not trained again
     assert [row["current_steps"] for row in log1].count(1) == 1

@@ -16,7 +16,8 @@ Symbols touched, and why (the whole list):
     error of geo-factory's own (a bad ``geobench_*`` / ``geo_tools`` value, a missing benchmark file) is one line
     and exit status 2, as in ``eval``, not a traceback.
 ``llamafactory.hparams.parser._parse_train_args``
-    Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own
+    Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own,
+    its data arguments with ``mix_strategy: interleave_tokens`` added
     (so ``train -h`` lists them), accept ``stage: tspt``, check dataset names, stage 0's settings, a finished TSPT
     run, the in-training evaluation's task names and folders, and the GeoBench to decontaminate against before any
     work.
@@ -30,15 +31,21 @@ Symbols touched, and why (the whole list):
 ``llamafactory.model.loader.load_model``
     Stop an adapter whose embedding rows do not fit the base model (a vocabulary-expanded one on the original
     base) before any weight loads.
-``llamafactory.train.pt.workflow.get_dataset``
-    Build a TSPT stage's token-share mixture instead of LLaMA-Factory's example-level merge.
+``llamafactory.train.pt.workflow.get_dataset`` / ``llamafactory.train.sft.workflow.get_dataset``
+    Build a TSPT stage's token-share mixture, or ``mix_strategy: interleave_tokens``'s (:mod:`geo_factory.mixing`),
+    instead of LLaMA-Factory's example-level merge.
 ``llamafactory.train.tuner.run_pt`` / ``run_sft``
     Run the TSPT stages, and attach the in-training GeoBench callback.
 ``llamafactory.train.pt.trainer.CustomTrainer.__init__`` / ``llamafactory.train.sft.trainer.CustomSeq2SeqTrainer.__init__``
     Hand the built trainer to the GeoBench callback, which logs its metrics through ``Trainer.log`` (the one
-    call that reaches the ``report_to`` integrations, which run before any user callback).
+    call that reaches the ``report_to`` integrations, which run before any user callback); give a mixture's
+    trainer its per-source meter (:mod:`geo_factory.source_loss`).
+``CustomTrainer.compute_loss`` / ``log`` and ``CustomSeq2SeqTrainer.compute_loss`` / ``log``
+    A mixture's rows carry their dataset: the meter takes it and the logits, and adds ``loss_<dataset>`` and
+    ``tokens_<dataset>`` to each training log row before ``Trainer.log`` hands it on.
 ``llamafactory.train.callbacks.LogCallback.on_log``
-    Carry ``geobench_*`` metrics into trainer_log.jsonl (LogCallback copies a fixed set of keys).
+    Carry ``geobench_*``, ``loss_*`` and ``tokens_*`` metrics into trainer_log.jsonl (LogCallback copies a fixed set
+    of keys).
 ``llamafactory.chat.hf_engine.Thread``
     Generate in a thread that the interpreter joins and that stops when asked: a daemon one still running at
     exit aborts the process (SIGABRT after ``chat``'s last answer; see :mod:`geo_factory.chat`).
@@ -289,13 +296,44 @@ def _bind_geobench_callback(trainer_cls: type) -> None:
     trainer_cls.__init__ = __init__
 
 
+def _bind_source_meter(trainer_cls: type) -> None:
+    init, compute_loss, log = trainer_cls.__init__, trainer_cls.compute_loss, trainer_cls.log
+
+    def __init__(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        if getattr(self.finetuning_args, "mixture", None):
+            from . import source_loss
+
+            source_loss.attach(self)
+
+    def geo_compute_loss(self, model, inputs, *args, **kwargs):
+        if "mix_source" not in inputs:
+            return compute_loss(self, model, inputs, *args, **kwargs)
+        from . import source_loss
+
+        return source_loss.compute_loss(compute_loss, self, model, inputs, *args, **kwargs)
+
+    def geo_log(self, logs, *args, **kwargs):
+        source_loss = sys.modules.get("geo_factory.source_loss")  # not imported: no trainer has a meter
+        if source_loss is None:
+            return log(self, logs, *args, **kwargs)
+        return source_loss.log(log, self, logs, *args, **kwargs)
+
+    trainer_cls.__init__, trainer_cls.compute_loss, trainer_cls.log = __init__, geo_compute_loss, geo_log
+
+
+def _patch_trainer(trainer_cls: type) -> None:
+    _bind_geobench_callback(trainer_cls)
+    _bind_source_meter(trainer_cls)
+
+
 def _patch_callbacks(callbacks: ModuleType) -> None:
     log_callback = callbacks.LogCallback
     on_log, write_log = log_callback.on_log, log_callback._write_log
 
     def geo_on_log(self, args, state, control, **kwargs):
         last = state.log_history[-1] if state.log_history else {}
-        extra = {k: v for k, v in last.items() if k.startswith("geobench_")}
+        extra = {k: v for k, v in last.items() if k.startswith(("geobench_", "loss_", "tokens_"))}
         if extra:  # bound now: LogCallback writes its row later, from a thread
             self._write_log = lambda output_dir, logs: write_log(self, output_dir, {**logs, **extra})
         try:
@@ -395,10 +433,11 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.data.parser": _patch_data_parser,
     "llamafactory.data.converter": _patch_data_converter,
     "llamafactory.model.loader": _patch_model_loader,
-    "llamafactory.train.pt.workflow": _patch_pt_workflow,
+    "llamafactory.train.pt.workflow": _patch_workflow,
+    "llamafactory.train.sft.workflow": _patch_workflow,
     "llamafactory.train.tuner": _patch_tuner,
-    "llamafactory.train.pt.trainer": lambda module: _bind_geobench_callback(module.CustomTrainer),
-    "llamafactory.train.sft.trainer": lambda module: _bind_geobench_callback(module.CustomSeq2SeqTrainer),
+    "llamafactory.train.pt.trainer": lambda module: _patch_trainer(module.CustomTrainer),
+    "llamafactory.train.sft.trainer": lambda module: _patch_trainer(module.CustomSeq2SeqTrainer),
     "llamafactory.train.callbacks": _patch_callbacks,
     "llamafactory.chat.chat_model": _patch_chat_model,
     "llamafactory.chat.hf_engine": _patch_hf_engine,

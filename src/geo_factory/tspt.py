@@ -39,7 +39,7 @@ import numpy as np
 from accelerate import PartialState
 from datasets import concatenate_datasets, load_dataset
 from llamafactory.data.converter import align_dataset
-from llamafactory.data.loader import _get_preprocessed_dataset, _load_single_dataset
+from llamafactory.data.loader import _load_single_dataset
 from llamafactory.data.parser import get_dataset_list
 from llamafactory.extras import logging
 from llamafactory.extras.constants import CHECKPOINT_NAMES, FILEEXT2TYPE, TRAINER_LOG
@@ -50,6 +50,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .extras import write_json_atomic
 from .hparams.tspt_args import STAGES, global_batch
+from .mixing import SOURCE_COLUMN, held_out_sets, mixture_schedule, preprocessed_sources
 
 
 if TYPE_CHECKING:
@@ -102,16 +103,6 @@ class StageMixture:
         return counts
 
 
-def mixture_schedule(shares: list[float], blocks: int) -> Iterator[int]:
-    """The dataset of each block: the one furthest below its share so far (ties: the first listed)."""
-    counts = [0] * len(shares)
-    order = range(len(shares))
-    for n in range(1, blocks + 1):
-        i = max(order, key=lambda j: (n * shares[j] - counts[j], -j))
-        counts[i] += 1
-        yield i
-
-
 def plan_stage(
     stage: int,
     tspt: TsptArguments,
@@ -157,25 +148,15 @@ def get_mixture_dataset(
     ``get_dataset`` is LLaMA-Factory's own: it builds the eval set, if any, as for ``stage: pt``.
     """
     mixture: StageMixture = data_args.tspt_mixture
-    local = not data_args.data_shared_file_system
-    with training_args.main_process_first(desc="load dataset", local=local):
-        attrs = get_dataset_list(mixture.datasets, data_args.dataset_dir)
-        sources = [_load_source(attr, model_args, data_args, training_args) for attr in attrs]
-
-    with training_args.main_process_first(desc="pre-process dataset", local=local):
-        sources = [
-            _get_preprocessed_dataset(source, data_args, training_args, "pt", template, tokenizer, processor)
-            for source in sources
-        ]
-        train_dataset = _MixtureStream(sources, mixture) if data_args.streaming else _mix(sources, mixture)
-
+    sources = preprocessed_sources(
+        mixture.datasets, _load_source, "pt", template, model_args, data_args, training_args, tokenizer, processor
+    )
+    train_dataset = _MixtureStream(sources, mixture) if data_args.streaming else _mix(sources, mixture)
     dataset_module: DatasetModule = {"train_dataset": train_dataset}
     if data_args.eval_dataset is not None:
-        eval_args = copy.copy(data_args)
-        eval_args.dataset = None
-        eval_module = get_dataset(template, model_args, eval_args, training_args, "pt", tokenizer, processor)
-        dataset_module["eval_dataset"] = eval_module["eval_dataset"]
-
+        dataset_module["eval_dataset"] = held_out_sets(
+            get_dataset, template, model_args, data_args, training_args, "pt", tokenizer, processor, each=False
+        )
     return dataset_module
 
 
@@ -235,6 +216,7 @@ def _mix(sources: list[Dataset], mixture: StageMixture) -> Dataset:
         indices[picks] = offset + order[np.arange(len(picks)) % available]
         offset += available
 
+    sources = [source.add_column(SOURCE_COLUMN, [i] * len(source)) for i, source in enumerate(sources)]
     return concatenate_datasets(sources).select(indices)
 
 
@@ -253,7 +235,7 @@ class _MixtureStream(IterableDataset):
         wanted = self.mixture.counts()
         streams = [self._passes(i, wanted[i]) for i in range(len(self.sources))]
         for i in mixture_schedule(self.mixture.shares, self.mixture.blocks):
-            yield next(streams[i])
+            yield {**next(streams[i]), SOURCE_COLUMN: i}
 
     def _passes(self, i: int, wanted: int) -> Iterator[dict[str, Any]]:
         """Endless passes over one dataset, reshuffled each time."""
@@ -540,6 +522,7 @@ def _stage_args(
     stage_data = copy.copy(data_args)
     stage_data.dataset, stage_data.tspt_mixture = plan.datasets, plan
     stage_model, stage_finetuning = copy.copy(model_args), copy.copy(finetuning_args)
+    stage_finetuning.mixture = plan.datasets  # the trainer logs each dataset's loss and tokens
     if plan.stage > STAGES[0]:
         previous = str(stage_dir.parent / f"stage{plan.stage - 1}")
         if finetuning_args.finetuning_type == "lora":  # continue the adapter: see the module docstring

@@ -19,3 +19,4 @@ class GeoFinetuningArguments(FinetuningArguments):
     # Set by geo_factory.hparams.parser after parsing; plain attributes, not dataclass fields.
     tspt = None
     geobench = None
+    mixture = None  # the dataset names of a token-share mixture, whose trainer logs each one's loss and tokens

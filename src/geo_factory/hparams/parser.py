@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..datasets import check_dataset_names
 from .checks import check_task_dir
+from .data_args import TOKEN_MIX, check_token_mixture
 from .tspt_args import STAGES
 
 
@@ -41,6 +42,10 @@ def apply_extension_args(
         finetuning_args.tspt = tspt_args
     else:
         tspt_args.reject_outside_tspt(finetuning_args.stage)
+    if data_args.mix_strategy == TOKEN_MIX:
+        check_token_mixture(data_args, training_args, finetuning_args)
+        finetuning_args.disable_shuffling = True  # the trainer reads the mixture's order: a new one each epoch
+        finetuning_args.mixture = list(data_args.dataset)  # its trainer logs each dataset's loss and tokens
 
     check_dataset_names(data_args.dataset, data_args.dataset_dir, key="dataset", cache_dir=model_args.cache_dir)
     check_dataset_names(
