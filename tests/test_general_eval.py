@@ -156,6 +156,7 @@ def test_published_benchmarks_every_question_counted(tmp_path, tiny_model, cli_e
         "cmmlu_test": "zh",
         "ceval_validation": "zh",
     }
+    assert results["settings"]["lang"] == "en,zh"  # what ran, not `lang`'s default
 
 
 # ---------------------------------------------------------------------------------------------
