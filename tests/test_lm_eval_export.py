@@ -27,8 +27,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "geobench" / "k2"
 
 
 @pytest.fixture(scope="session")
-def harness() -> Path:
-    """``lm_eval`` of the harness environment (built on first use)."""
+def harness() -> list[str]:
+    """``lm_eval`` of the harness environment (built on first use), run as ``python -m lm_eval``: where .venv already
+    holds lm-eval (the `dev` extra), pip installs no ``bin/lm_eval`` script into the environment that reads it."""
     from geo_factory.smol import cache_dir
 
     key = hashlib.sha256(f"{sysconfig.get_paths()['purelib']}:{LM_EVAL_VERSION}".encode()).hexdigest()[:12]
@@ -41,7 +42,7 @@ def harness() -> Path:
         )  # fmt: skip
         if proc.returncode != 0:
             pytest.skip(f"the harness environment could not be built (package registry?): {proc.stderr[-500:]}")
-    return target / "bin" / "lm_eval"
+    return [str(target / "bin" / "python"), "-m", "lm_eval"]
 
 
 def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_model, harness, cli_env) -> None:
@@ -60,7 +61,7 @@ def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_mode
 
     harness_env = {**cli_env, "PYTHONPATH": ""}
     proc = subprocess.run(
-        [str(harness), "--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32", "--device", "cpu",
+        [*harness, "--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32", "--device", "cpu",
          "--include_path", str(tmp_path / "tasks"), "--tasks", "geobench", "--batch_size", "8",
          "--log_samples", "--output_path", str(tmp_path / "harness")],
         capture_output=True, text=True, env=harness_env, cwd=tmp_path, timeout=600,
@@ -141,3 +142,104 @@ def test_export_names_the_task_that_bounds_n_shot(tmp_path, tiny_model, capsys) 
     )
     assert message in err, err
     assert not (tmp_path / "out").exists()
+
+
+QUIZ_ROWS = [
+    ("地壳中含量最多的元素是？", ["氧", "硅", "铝", "铁"], "A"),
+    ("玄武岩属于哪类岩石？", ["沉积岩", "喷出岩", "变质岩", "侵入岩"], "B"),
+    ("莫氏硬度为10的矿物是？", ["石英", "刚玉", "金刚石", "黄玉"], "C"),
+    ("方解石遇稀盐酸会？", ["起泡", "变色", "熔化", "无反应"], "A"),
+]
+
+
+def _chinese_quiz(folder: Path) -> Path:
+    """A task of the user's own whose eval_info.json says it is Chinese (`"lang": "zh"`)."""
+    folder.mkdir()
+    columns = {"question": "q", "options": "o", "answer": "a"}
+    info = {"quiz_a": {"file_name": "quiz_a.jsonl", "columns": columns, "lang": "zh"}}
+    (folder / "eval_info.json").write_text(json.dumps(info))
+    rows = "".join(json.dumps({"q": q, "o": o, "a": a}, ensure_ascii=False) + "\n" for q, o, a in QUIZ_ROWS)
+    (folder / "quiz_a.jsonl").write_text(rows, encoding="utf-8")
+    return folder
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_export_without_a_template_reproduces_eval_in_each_tasks_language(tmp_path, tiny_model, cli_env) -> None:
+    """A base model without a template, GeoBench beside a Chinese task of the user's own (each family's folder named
+    as in eval), and `--prompt_style lm_eval`: the harness, run as the export says, encodes every request to exactly
+    the tokens `llamafactory-cli eval` scores (the prompt, then the option's first distinguishing token)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from geo_factory.eval.evaluator import Evaluator
+
+    quiz = _chinese_quiz(tmp_path / "quiz")
+    mixed = ["--task", "geobench_npee,quiz_a", "--task_dir", quiz, "--n_shot", "1"]
+    offline = run_geo_factory("export-lm-eval", "out", "--model", tiny_model, *mixed, cwd=tmp_path, env=cli_env,
+                              check=False)  # fmt: skip
+    assert offline.returncode == 2 and "Set `geobench_task_dir` to a local GeoBench folder." in offline.stderr
+    assert not (tmp_path / "out").exists()
+    plain = run_geo_factory("export-lm-eval", "out", "--model", tiny_model, *mixed, "--geobench_task_dir", FIXTURES,
+                            cwd=tmp_path, env=cli_env)  # fmt: skip
+    assert "geobench_npee: 8 questions (en), 8 with the tokens eval scores" in plain.stdout
+    assert "quiz_a: 4 questions (zh), 4 with the tokens eval scores" in plain.stdout
+    assert "warning" not in plain.stderr, plain.stderr
+    assert f"--model_args pretrained={tiny_model},add_bos_token=False --include_path out" in plain.stdout
+    styled = run_geo_factory("export-lm-eval", "styled", "--model", tiny_model, "--task", "quiz_a", "--task_dir", quiz,
+                             "--n_shot", "1", "--prompt_style", "lm_eval", cwd=tmp_path, env=cli_env)  # fmt: skip
+    assert "quiz_a: 4 questions (zh), 4 with the tokens eval scores" in styled.stdout
+
+    harness = HFLM(pretrained=str(tiny_model), device="cpu", add_bos_token=False)
+    base = {"model_name_or_path": str(tiny_model), "n_shot": 1, "save_dir": str(tmp_path / "unused")}
+    runs = {
+        ("out", "geobench_npee"): {"task": "geobench_npee,quiz_a", "task_dir": str(quiz), "geobench_task_dir": str(FIXTURES)},
+        ("out", "quiz_a"): {"task": "geobench_npee,quiz_a", "task_dir": str(quiz), "geobench_task_dir": str(FIXTURES)},
+        ("styled", "quiz_a"): {"task": "quiz_a", "task_dir": str(quiz), "prompt_style": "lm_eval"},
+    }  # fmt: skip
+    for (folder, task), settings in runs.items():
+        rows = _read_jsonl(tmp_path / folder / f"{task}.jsonl")
+        prompts = Evaluator({**base, **settings}).prompts[task]
+        assert len(rows) == len(prompts)
+        for row, prompt in zip(rows, prompts):
+            pairs = [harness._encode_pair(row["context"], choice) for choice in row["choices"]]
+            assert [context for context, _ in pairs] == [prompt.ids] * len(pairs), (folder, task, row["id"])
+            assert [option for _, option in pairs] == [[c] for c in prompt.candidates], (folder, task, row["id"])
+    quiz_rows = _read_jsonl(tmp_path / "out" / "quiz_a.jsonl")
+    assert all(row["context"].startswith("以下是关于地球科学的单项选择题") for row in quiz_rows)  # no stray space
+    assert all(row["context"].endswith("答案： ") for row in quiz_rows)  # eval's Chinese wording, not "Answer:"
+    styled_rows = _read_jsonl(tmp_path / "styled" / "quiz_a.jsonl")  # the harness's own text, as eval scores it
+    assert all(
+        row["context"].endswith("\n答案：") and row["choices"] == [" A", " B", " C", " D"] for row in styled_rows
+    )
+    assert [(row["context"].count("答案："), row["shots"]) for row in styled_rows] == [(2, 1)] * 4
+
+    # a folder holding files export-lm-eval did not write, or a file a task reads, is refused before any write
+    (tmp_path / "reread").mkdir()
+    columns = {"question": "context", "options": "choices", "answer": "gold"}
+    info = {"reread": {"file_name": "../out/quiz_a.jsonl", "columns": columns}}
+    (tmp_path / "reread" / "eval_info.json").write_text(json.dumps(info))
+    files = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    refusals = {
+        ("quiz", "--task", "quiz_a", "--task_dir", "quiz"): "quiz holds eval_info.json, quiz_a.jsonl, which "
+        "export-lm-eval did not write: export into a new or empty folder, or one an earlier export wrote (its "
+        "geobench_export.json lists its files).",
+        ("reread", "--task", "reread", "--task_dir", "reread"): "reread holds eval_info.json, which export-lm-eval",
+        (
+            "out",
+            "--task",
+            "reread",
+            "--task_dir",
+            "reread",
+            "--n_shot",
+            "1",
+        ): f"out holds {tmp_path / 'out' / 'quiz_a.jsonl'}, which `reread` reads: export into another folder.",
+    }
+    for args, message in refusals.items():
+        proc = run_geo_factory("export-lm-eval", args[0], "--model", tiny_model, *args[1:], cwd=tmp_path, env=cli_env,
+                               check=False)  # fmt: skip
+        *logged, error = proc.stderr.strip().splitlines()  # the last refusal comes after the tokenizer's log
+        assert proc.returncode == 2 and error.startswith(f"geo-factory export-lm-eval: error: {message}"), proc.stderr
+        assert "Traceback" not in proc.stderr and (args[0] == "out" or not logged), proc.stderr
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == files

@@ -164,14 +164,37 @@ def _export_lm_eval(args: argparse.Namespace) -> None:
         template=args.template,
         task=args.task,
         task_dir=args.task_dir,
+        geobench_task_dir=args.geobench_task_dir,
         n_shot=args.n_shot,
         lang=args.lang,
         seed=args.seed,
         max_samples=args.max_samples,
+        prompt_style=args.prompt_style,
     )
     for name, counts in manifest["tasks"].items():
-        print(f"{name}: {counts['questions']} questions, {counts['same_tokens_as_eval']} with the tokens eval scores")
-    print(f"written to {args.output_dir} ({MANIFEST}); run: lm_eval --include_path {args.output_dir} --tasks {GROUP}")
+        print(
+            f"{name}: {counts['questions']} questions ({counts['lang']}), {counts['same_tokens_as_eval']} with the "
+            "tokens eval scores"
+        )
+        if counts["same_tokens_as_eval"] < counts["questions"]:
+            print(
+                f"geo-factory export-lm-eval: warning: {name}: the harness reads "
+                f"{counts['questions'] - counts['same_tokens_as_eval']} of {counts['questions']} prompts as other "
+                "tokens than eval scores: their scores may differ from eval's.",
+                file=sys.stderr,
+            )
+    model_args = ",".join(
+        [f"pretrained={args.model}", *filter(None, [manifest["settings"].get("harness_model_args")])]
+    )
+    if "harness_model_args" in manifest["settings"]:
+        print(
+            "eval scores these prompts without the BOS token the tokenizer adds (the template adds none): run the "
+            "harness with add_bos_token=False, as below."
+        )
+    print(
+        f"written to {args.output_dir} ({MANIFEST}); run: lm_eval --model hf --model_args {model_args} "
+        f"--include_path {args.output_dir} --tasks {GROUP}"
+    )
 
 
 def _int_at_least(low: int):
@@ -373,9 +396,31 @@ def _parser() -> argparse.ArgumentParser:
     lm_eval.add_argument("--model", required=True, help="Model whose tokenizer and context fit the prompts.")
     lm_eval.add_argument("--template", default=None, help="LLaMA-Factory template, as `template` in eval.")
     lm_eval.add_argument("--task", default="geobench", help="Objective GeoBench tasks (default: %(default)s).")
-    lm_eval.add_argument("--task-dir", "--task_dir", default=None, help="GeoBench folder (default: the hub dataset).")
+    lm_eval.add_argument(
+        "--task-dir",
+        "--task_dir",
+        default=None,
+        help="As `task_dir` in eval: GeoBench's folder (default: the hub dataset), or the folder of your "
+        "eval_info.json when --task names your tasks.",
+    )
+    lm_eval.add_argument(
+        "--geobench-task-dir",
+        "--geobench_task_dir",
+        default=None,
+        help="As `geobench_task_dir` in eval: GeoBench's folder when --task mixes GeoBench with your tasks.",
+    )
     lm_eval.add_argument("--n-shot", "--n_shot", type=int, default=5, help="Exemplars (default: %(default)s).")
-    lm_eval.add_argument("--lang", default="en", help="Prompt wording: en or zh (default: %(default)s).")
+    lm_eval.add_argument(
+        "--lang", default=None, choices=["en", "zh"], help="Prompt wording (default: each task's own, as in eval)."
+    )
+    lm_eval.add_argument(
+        "--prompt-style",
+        "--prompt_style",
+        default="default",
+        choices=["default", "lm_eval"],
+        help="As `prompt_style` in eval: `lm_eval` writes the harness's own prompts, the exact text eval scores "
+        "then (default: %(default)s).",
+    )
     lm_eval.add_argument("--seed", type=int, default=42, help="Exemplar and subset draw (default: %(default)s).")
     lm_eval.add_argument("--max-samples", "--max_samples", type=int, default=None, help="Questions per task.")
     lm_eval.set_defaults(func=_export_lm_eval)

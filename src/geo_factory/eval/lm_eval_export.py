@@ -13,21 +13,33 @@ The harness scores an option by the summed log-probability of its text's tokens 
 the first token where the options' answers differ: each option's text is therefore the start of its answer that
 encodes to exactly that token (``True`` may become ``Tr`` on a small vocabulary; ``answer`` keeps the whole one).
 ``geobench_export.json`` counts, per task, the questions whose prompt and options the harness encodes to exactly
-the tokens ``llamafactory-cli eval`` scores (where one does not, the whole answer is the option).
+the tokens ``llamafactory-cli eval`` scores (where one does not, the whole answer is the option); where eval scores
+prompts without the BOS token the harness's tokenizer adds, it records the harness's ``add_bos_token=False`` that
+reproduces them. ``prompt_style: lm_eval`` exports the harness's own text, as eval writes and scores it.
+
+The output folder holds only what exports write: one holding anything else (a task's own folder, where the export
+would replace its data) is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..hparams.checks import split
 from .plan import registry
 from .scoring import Encoded, PromptEncoder
+from .styles import TARGET_DELIMITER, harness_context
 from .tasks import AVERAGE, AVERAGE_OF, OBJECTIVE_SUITE, check_task_names, members
+
+
+if TYPE_CHECKING:
+    from .families.base import BoundTask
+    from .prompts import Budget
 
 
 GROUP = OBJECTIVE_SUITE
@@ -74,11 +86,16 @@ metadata:
 """
 
 
+class _Boundary(str):
+    """The space that stands for the word-boundary piece ``▁`` a SentencePiece-style tokenizer starts a piece with."""
+
+
 class _TextTokenizer:
     """Stands in for the tokenizer in LLaMA-Factory's template code: every piece stays text.
 
     LLaMA-Factory encodes each piece on its own, and a SentencePiece-style tokenizer (Metaspace: LLaMA-2,
-    Mistral) then starts it with a word-boundary piece ``▁``; in one text that is a space before the piece.
+    Mistral) then starts it with a word-boundary piece ``▁``; in one text that is a space before the piece
+    (:class:`_Boundary`), except at the start of the text, where the harness's tokenizer adds the ``▁`` itself.
     """
 
     def __init__(self, tokenizer: Any) -> None:
@@ -89,7 +106,7 @@ class _TextTokenizer:
     def encode(self, text: str, add_special_tokens: bool = False) -> list[str]:
         first = self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(text, add_special_tokens=False)[:1])
         boundary = bool(first) and first[0].startswith("\u2581") and not text.startswith((" ", "\u2581"))
-        return [" " + text if boundary else text]
+        return [_Boundary(" "), text] if boundary else [text]
 
     @staticmethod
     def convert_tokens_to_ids(token: str) -> str:
@@ -110,25 +127,64 @@ class TextEncoder(PromptEncoder):
         pieces, answer_pieces = self.template.encode_oneturn(
             _TextTokenizer(self.tokenizer), [*messages, {"role": "assistant", "content": answers[0]}]
         )
+        if pieces and isinstance(pieces[0], _Boundary):
+            pieces = pieces[1:]
         answer = "".join(answer_pieces)
         context = "".join(pieces) + answer[: answer.index(answers[0])]
         return Rendered(encoded.ids, encoded.candidates, encoded.group, context, answers)
 
 
-def _harness_ids(tokenizer: Any, text: str) -> list[int]:
-    """Tokens as lm-eval's Hugging Face backend encodes a text (no second BOS when the text starts with one)."""
+def _harness_ids(tokenizer: Any, text: str, add_bos: bool) -> list[int]:
+    """Tokens as lm-eval's Hugging Face backend encodes a text: the tokenizer's special tokens unless the text
+    starts with BOS, or the harness runs with ``add_bos_token=False``."""
     bos = tokenizer.bos_token
-    return tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+    return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
 
 
-def _scored_text(tokenizer: Any, prompt: Rendered, option: int) -> str | None:
-    """The start of an option's answer that the harness reads as exactly the tokens eval scores (the prompt, then
-    the option's first distinguishing token), or None when no start of it does."""
-    answer, target = prompt.answers[option], [*prompt.ids, prompt.candidates[option]]
-    for end in range(1, len(answer) + 1):
-        if _harness_ids(tokenizer, prompt.context + answer[:end]) == target:
-            return answer[:end]
-    return None
+def harness_adds_bos(tokenizer: Any, prompts: list[Encoded]) -> bool:
+    """Whether the harness may keep its default, the tokenizer's BOS before a text that has none: not when eval
+    scores a prompt without that BOS (a template that adds none), which the harness then needs
+    ``add_bos_token=False`` to reproduce."""
+    bos = tokenizer.bos_token_id
+    adds = bos is not None and tokenizer.encode("a")[:1] == [bos]
+    return not adds or all(prompt.ids[:1] == [bos] for prompt in prompts)
+
+
+def _scored_texts(tokenizer: Any, prompt: Rendered, add_bos: bool) -> list[str | None]:
+    """Per option, the start of its answer that the harness reads as exactly the tokens eval scores, or None when no
+    start of it does. The harness splits a request as its ``_encode_pair`` does: the context's trailing spaces go to
+    the continuation, the context is encoded alone and the continuation is the rest of the whole text's tokens."""
+    context = prompt.context.rstrip()
+    head = _harness_ids(tokenizer, context, add_bos)
+    texts: list[str | None] = [None] * len(prompt.answers)
+    if head != prompt.ids:
+        return texts
+    for option, answer in enumerate(prompt.answers):
+        for end in range(1, len(answer) + 1):
+            whole = _harness_ids(tokenizer, prompt.context + answer[:end], add_bos)
+            if whole[len(head) :] == [prompt.candidates[option]]:
+                texts[option] = answer[:end]
+                break
+    return texts
+
+
+def _render(task: BoundTask, encoder: TextEncoder, budget: Callable[[bool], Budget | None]) -> list[Rendered]:
+    """A task's prompts as eval scores them, with their text: the template's rendered by :class:`TextEncoder`, the
+    harness protocol's (``prompt_style: lm_eval``) written by the same function eval tokenizes."""
+    prompts = task.prompts(encoder, budget)
+    if task.settings.protocol != "lm_eval":
+        return prompts
+    pool = task.sampler().pool
+    return [
+        Rendered(
+            prompt.ids,
+            prompt.candidates,
+            prompt.group,
+            harness_context(task, question, prompt.group, pool),
+            tuple(TARGET_DELIMITER + label for label in question.labels),
+        )
+        for question, prompt in zip(task.selected, prompts)
+    ]
 
 
 def export(
@@ -137,12 +193,15 @@ def export(
     template: str | None = None,
     task: str = OBJECTIVE_SUITE,
     task_dir: str | None = None,
+    geobench_task_dir: str | None = None,
     n_shot: int = 5,
-    lang: str = "en",
+    lang: str | None = None,
     seed: int = 42,
     max_samples: int | None = None,
+    prompt_style: str = "default",
 ) -> dict[str, Any]:
-    """Write the task folder; returns the manifest (settings, and per task the counts of the tokenization check)."""
+    """Write the task folder; returns the manifest (settings, and per task its language and the counts of the
+    tokenization check). ``lang`` None: each task's own, as in eval."""
     from .evaluator import Evaluator
 
     tasks = registry(task_dir)
@@ -151,26 +210,32 @@ def export(
     if others:
         raise ValueError(f"export-lm-eval writes objective GeoBench tasks and your own; not {', '.join(others)}.")
     out = Path(out_dir)
-    config = {"model_name_or_path": model, "task": task, "n_shot": n_shot, "lang": lang, "seed": seed}
-    config.update(
-        {
-            k: v
-            for k, v in {"template": template, "task_dir": task_dir, "max_samples": max_samples}.items()
-            if v is not None
-        }
-    )
+    previous = _check_output(out)
+    config = {"model_name_or_path": model, "task": task, "n_shot": n_shot, "seed": seed}
+    given = {"template": template, "task_dir": task_dir, "geobench_task_dir": geobench_task_dir, "lang": lang}
+    given.update(max_samples=max_samples, prompt_style=None if prompt_style == "default" else prompt_style)
+    config.update({k: v for k, v in given.items() if v is not None})
     evaluator = Evaluator({**config, "save_dir": str(out)})  # parses and checks as `eval` does; writes nothing
+    for t in evaluator.tasks:
+        for path in t.data_files().values():
+            if out.resolve() in path.resolve().parents:
+                raise ValueError(f"{out} holds {path.resolve()}, which `{t.name}` reads: export into another folder.")
     encoder = TextEncoder(evaluator.encoder.tokenizer, evaluator.encoder.template)
     tokenizer = encoder.tokenizer
-    _clear_previous(out)
+    rendered = {t.name: _render(t, encoder, lambda _: evaluator.context) for t in evaluator.tasks}
+    add_bos = harness_adds_bos(tokenizer, [prompt for prompts in rendered.values() for prompt in prompts])
+    settings = {**config, "prompt_style": prompt_style, "layout": evaluator.plan.layout}
+    if not add_bos:
+        settings["harness_model_args"] = "add_bos_token=False"
+    for name in previous:
+        (out / name).unlink(missing_ok=True)  # what an earlier export wrote: no stale task stays behind
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"settings": {**config, "layout": evaluator.plan.layout}, "tasks": {}}
+    manifest: dict[str, Any] = {"settings": settings, "tasks": {}}
     for t in evaluator.tasks:
-        rendered = t.prompts(encoder, lambda _: evaluator.context)
         rows, same = [], 0
-        for question, prompt in zip(t.selected, rendered):
+        for question, prompt in zip(t.selected, rendered[t.name]):
             labels = question.labels
-            choices = [_scored_text(tokenizer, prompt, i) for i in range(len(prompt.answers))]
+            choices = _scored_texts(tokenizer, prompt, add_bos)
             same += None not in choices
             rows.append(
                 {
@@ -186,7 +251,7 @@ def export(
         with open(out / f"{t.name}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         (out / f"{t.name}.yaml").write_text(_TASK_YAML.format(name=t.name), encoding="utf-8")
-        manifest["tasks"][t.name] = {"questions": len(rows), "same_tokens_as_eval": same}
+        manifest["tasks"][t.name] = {"lang": t.lang, "questions": len(rows), "same_tokens_as_eval": same}
     names = [t.name for t in evaluator.tasks]
     files = [*(f"{name}.{ext}" for name in names for ext in ("jsonl", "yaml")), f"{GROUP}.yaml", "utils.py"]
     grouped = names
@@ -197,19 +262,32 @@ def export(
         )
         files.append(f"{AVERAGE}.yaml")
         grouped = [AVERAGE, *(name for name in names if name not in AVERAGE_OF)]
-    tasks = "".join(f"  - {name}\n" for name in grouped)
-    (out / f"{GROUP}.yaml").write_text(_GROUP_YAML.format(group=GROUP, tasks=tasks), encoding="utf-8")
+    listed = "".join(f"  - {name}\n" for name in grouped)
+    (out / f"{GROUP}.yaml").write_text(_GROUP_YAML.format(group=GROUP, tasks=listed), encoding="utf-8")
     manifest["files"] = sorted(files)
     shutil.copyfile(_UTILS, out / "utils.py")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
 
-def _clear_previous(out: Path) -> None:
-    """Remove what an earlier export wrote into ``out`` (its manifest lists it): no stale task stays behind."""
+def _check_output(out: Path) -> list[str]:
+    """The files an earlier export wrote into ``out`` (its manifest lists them), to be replaced; a folder that holds
+    anything else (a task's own files, when it is ``--task_dir``; an eval run; the user's) is refused before
+    anything is read or written."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder.")
+    if not out.is_dir():
+        return []
     try:
-        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
-    for name in [*previous.get("files", []), MANIFEST]:
-        (out / Path(name).name).unlink(missing_ok=True)
+        previous = [Path(name).name for name in json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = []
+    ours = [*previous, MANIFEST] if previous else []
+    foreign = sorted(path.name for path in out.iterdir() if path.name not in ours)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ValueError(
+            f"{out} holds {', '.join(foreign[:3])}{more}, which export-lm-eval did not write: export into a new or "
+            f"empty folder, or one an earlier export wrote (its {MANIFEST} lists its files)."
+        )
+    return ours
