@@ -240,11 +240,20 @@ def chat(config: Path | str, question: str, *overrides: str, cwd: Path, env: dic
 
 
 def kill_when(args: list[str], cwd: Path, env: dict[str, str], path: Path, log: Path) -> None:
-    """Start ``llamafactory-cli ARGS`` and SIGKILL it as soon as ``path`` exists."""
+    """Start ``llamafactory-cli ARGS`` and SIGKILL it as soon as the JSON file ``path`` is written whole (a
+    checkpoint's trainer state is its last file, and exists before its one write ends)."""
+
+    def written() -> bool:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return True
+
     with open(log, "w") as f:
         proc = subprocess.Popen([CLI, *args], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
-        while not path.exists():
+        while not written():
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 pytest.fail(f"llamafactory-cli ended (or hung) before {path} appeared:\n{log.read_text()[-3000:]}")

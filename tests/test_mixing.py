@@ -14,7 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import kill_when, read_trainer_log, run_cli, workdir
+from conftest import example, kill_when, read_trainer_log, run_cli, workdir
 
 
 SFT_SOURCES = ("geosignal_demo", "general_sft_demo")
@@ -22,32 +22,12 @@ PT_SOURCES = ("geo_corpus_demo", "general_corpus_demo")
 
 
 def _config(stage: str, **overrides: object) -> dict:
-    config = {
-        "model_name_or_path": "models/tiny-mistral",
-        "stage": stage,
-        "do_train": True,
-        "finetuning_type": "lora",
-        "lora_rank": 8,
-        "lora_target": "all",
-        "dataset": ",".join(SFT_SOURCES if stage == "sft" else PT_SOURCES),
-        "mix_strategy": "interleave_tokens",
-        "interleave_probs": "0.6,0.4",
-        "cutoff_len": 128,
-        "overwrite_cache": True,
-        "preprocessing_num_workers": None,
-        "dataloader_num_workers": 0,
-        "output_dir": "out",
-        "logging_steps": 1,
-        "save_steps": 1000,
-        "report_to": "none",
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1.0e-2,
-        "max_steps": 6,
-        "seed": 42,
-        **({"template": "mistral"} if stage == "sft" else {}),
-    }
-    config.update(overrides)
-    return config
+    """The shipped tiny yaml (sft, shares 0.6 / 0.4, 6 steps), as ``pt`` on the two demo corpora if asked."""
+    config = {**yaml.safe_load(example("tiny/tiny_mix_sft.yaml").read_text()), "output_dir": "out"}
+    if stage == "pt":
+        config.pop("template")
+        config.update(stage="pt", dataset=",".join(PT_SOURCES))
+    return {**config, **overrides}
 
 
 def _train(work: Path, config: dict, env: dict[str, str]) -> tuple[list[dict], str]:
@@ -169,3 +149,21 @@ def test_bad_mixtures_stop_at_parsing(tmp_path, tiny_model, parse_train, overrid
     assert INVALID[override] in str(err.value)
     assert "\n" not in str(err.value)
     assert not (work / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "datasets", "shares"),
+    [
+        ("JiuZhou_lora_pretrain_replay.yaml", "geo_corpus_demo,general_corpus_demo,geosignal_demo", [0.8, 0.1, 0.1]),
+        ("JiuZhou_lora_sft_replay.yaml", "geosignal_demo,general_sft_demo,geo_tools_sft", [0.6, 0.2, 0.2]),
+    ],
+)
+def test_the_jiuzhou_replay_recipes_parse_as_token_mixtures(
+    tmp_path, tiny_model, parse_train, recipe, datasets, shares
+) -> None:
+    """The GPU recipes with the tiny model and demo names in place of the hub's (offline, nothing is read)."""
+    work = workdir(tmp_path, tiny_model)
+    small = ("model_name_or_path=models/tiny-mistral", f"dataset={datasets}", "bf16=false", "output_dir=out")
+    _, data_args, _, finetuning_args, _ = parse_train(example(f"train_lora/{recipe}"), *small, cwd=work)
+    assert (data_args.mix_strategy, data_args.interleave_probs) == ("interleave_tokens", shares)
+    assert finetuning_args.mixture == datasets.split(",") and finetuning_args.disable_shuffling

@@ -83,6 +83,9 @@ def test_tspt_writes_both_stages_the_result_and_the_report(lora_run) -> None:
         assert summary["consumed_tokens"] == summary["planned_tokens"] == budget == log[-1]["total_tokens"]
         losses = [row["loss"] for row in log if "loss" in row]
         assert (summary["first_loss"], summary["last_loss"]) == (losses[0], losses[-1])
+        for name in config[f"tspt_stage{n}_dataset"].split(","):  # each dataset's tokens, as every mixture logs
+            counts = [row[f"tokens_{name}"] for row in log if "loss" in row]
+            assert len(counts) == len(losses) and 0 < counts[0] <= counts[-1]
         assert summary["wall_time_s"] > 0 and summary["resumed_from"] is None
         for entry in summary["datasets"].values():
             assert entry["consumed_tokens"] == entry["planned_tokens"] > 0
