@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llamafactory.extras import logging
+
 from ..extras import write_json_atomic
 from ..hparams.checks import ConfigError, split
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 PREFIX = "lm_eval:"
 FINISHED, HARNESS_FILES = "lm_eval_tasks", "lm_eval"  # folders under save_dir
 EXTRA = "pip install 'geo-factory[lm-eval]'"
+logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
 
 
 def split_names(task: str) -> tuple[list[str], list[str]]:
@@ -119,6 +122,7 @@ class HarnessTasks:
                     write_json_atomic(path, self._evaluate(name, lm, model))
                 except Exception as err:  # the other tasks' results stand; this one is named in the notes
                     notes.append(f"{PREFIX}{name} failed and has no result: {type(err).__name__}: {err}")
+                    logger.exception(notes[-1])
                     continue
             with open(path, encoding="utf-8") as f:
                 summaries.update(json.load(f))

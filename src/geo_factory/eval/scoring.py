@@ -52,18 +52,16 @@ class Encoded:
 @dataclass(frozen=True)
 class Continuation:
     """One log-likelihood request as tokens (lm-evaluation-harness's): the summed log-probability of ``target``
-    after ``context``; requests with the same context are one group and share its prefix pass."""
+    after ``context``."""
 
     context: list[int]
     target: list[int]
 
     @property
-    def ids(self) -> list[int]:
-        return self.context + self.target[:-1]
-
-    @property
-    def group(self) -> tuple[int, ...]:
-        return tuple(self.context)
+    def row(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The tokens it is scored on, as (context, target less its last token): requests of one row share a pass,
+        as the options of a question whose answers are one token each do."""
+        return tuple(self.context), tuple(self.target[:-1])
 
 
 @dataclass(frozen=True)
@@ -169,21 +167,32 @@ class LikelihoodScorer(PromptEncoder):
 
     @torch.no_grad()
     def continuations(self, items: list[Continuation]) -> Iterator[list[tuple[int, float, bool]]]:
-        """Per batch, (index in ``items``, summed log-probability of its target, whether greedy decoding gives
-        the target). The prefix pass stops before each context's last token, so every target position is in
-        the batch's own pass; a row's targets are its last columns (left padding)."""
-        for members in self._groups(items):
-            prefix_len, cache = self._prefix([items[i].context for i in members])
+        """Per batch, (index in ``items``, summed log-probability of its target, whether greedy decoding gives the
+        target), every distinct row run once.
+
+        Rows are sorted by their tokens, so rows that share a prefix (the options of one context, the questions of
+        one few-shot prompt) are neighbours, and cut into clusters (:func:`_clusters`): a cluster's shared prefix runs
+        once and its cache serves every batch of the cluster. The prefix stops before each context's last token, so
+        every target position is in the batch's own pass; left padding makes a row's targets its last columns.
+        """
+        rows: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+        for i, item in enumerate(items):
+            rows.setdefault(item.row, []).append(i)
+        keys = sorted(rows)
+        for cluster in _clusters([key[0] for key in keys]):
+            members = sorted((keys[j] for j in cluster), key=lambda key: -len(key[0]) - len(key[1]))
+            prefix_len, cache = self._prefix([list(key[0]) for key in members]) if len(members) > 1 else (0, None)
             for start in range(0, len(members), self.batch_size):
                 batch = members[start : start + self.batch_size]
-                keep = max(len(items[i].target) for i in batch)
-                logprobs = self._last_logprobs([items[i].ids for i in batch], prefix_len, cache, keep)
+                keep = max(len(key[1]) + 1 for key in batch)
+                logprobs = self._last_logprobs([[*key[0], *key[1]] for key in batch], prefix_len, cache, keep)
                 scored = []
-                for row, i in enumerate(batch):
-                    target = torch.tensor(items[i].target)
-                    rows = logprobs[row, keep - len(target) :]
-                    total = rows.gather(-1, target[:, None]).sum().item()
-                    scored.append((i, total, bool((rows.argmax(-1) == target).all())))
+                for row, key in enumerate(batch):
+                    positions = logprobs[row, keep - len(key[1]) - 1 :]
+                    for i in rows[key]:
+                        target = torch.tensor(items[i].target)
+                        total = positions.gather(-1, target[:, None]).sum().item()
+                        scored.append((i, total, bool((positions.argmax(-1) == target).all())))
                 yield scored
 
     def _prefix(self, seqs: list[list[int]]) -> tuple[int, Any]:
@@ -205,8 +214,11 @@ class LikelihoodScorer(PromptEncoder):
             return 0, None
         return prefix_len, cache
 
-    def _last_logprobs(self, seqs: list[list[int]], prefix_len: int, prefix_cache: Any, keep: int = 1) -> torch.Tensor:
-        """Log-probabilities at the last ``keep`` positions of each (left-padded) row."""
+    def _last_logprobs(
+        self, seqs: list[list[int]], prefix_len: int, prefix_cache: Any, keep: int | None = None
+    ) -> torch.Tensor:
+        """Log-probabilities at the last position of each (left-padded) row, [rows, vocab]; with ``keep``, at the last
+        ``keep`` positions, [rows, keep, vocab]."""
         from transformers import DynamicCache
 
         device, rows = self.model.device, len(seqs)
@@ -232,9 +244,37 @@ class LikelihoodScorer(PromptEncoder):
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
             **kwargs,
-            **({"logits_to_keep": keep} if self.keep_last else {}),
+            **({"logits_to_keep": keep or 1} if self.keep_last else {}),
         ).logits
-        return (logits[:, -1] if keep == 1 else logits[:, -keep:]).float().log_softmax(-1).cpu()
+        return (logits[:, -1] if keep is None else logits[:, -keep:]).float().log_softmax(-1).cpu()
+
+
+def _clusters(contexts: list[tuple[int, ...]]) -> list[list[int]]:
+    """Sorted contexts (indices) cut where sharing a prefix pass stops paying: a cluster of n rows sharing L tokens
+    computes L + sum(len - L) tokens; the next row joins when the prefix it leaves (L') keeps n * L' >= (n - 1) * L,
+    i.e. when joining costs no more tokens than starting a new cluster. Rows alone are pooled without a prefix pass,
+    so they still fill batches."""
+    clusters: list[list[int]] = []
+    alone: list[int] = []
+
+    def close(cluster: list[int]) -> None:
+        if len(cluster) > 1:
+            clusters.append(cluster)
+        else:
+            alone.extend(cluster)
+
+    current: list[int] = []
+    shared = 0
+    for j, context in enumerate(contexts):
+        common = min(shared, _common_prefix([contexts[current[-1]], context])) if current else 0
+        if common > 0 and len(current) * common >= (len(current) - 1) * shared:
+            current.append(j)
+            shared = common
+            continue
+        close(current)
+        current, shared = [j], len(context)
+    close(current)
+    return [*clusters, *([alone] if alone else [])]
 
 
 def _plain_cache(config: Any) -> bool:
