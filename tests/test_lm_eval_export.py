@@ -190,6 +190,15 @@ def test_export_without_a_template_reproduces_eval_in_each_tasks_language(tmp_pa
     styled = run_geo_factory("export-lm-eval", "styled", "--model", tiny_model, "--task", "quiz_a", "--task_dir", quiz,
                              "--n_shot", "1", "--prompt_style", "lm_eval", cwd=tmp_path, env=cli_env)  # fmt: skip
     assert "quiz_a: 4 questions (zh), 4 with the tokens eval scores" in styled.stdout
+    # alpaca's prompt ends in a newline, which the harness moves from the context into the option: said, not silent
+    alpaca = run_geo_factory("export-lm-eval", "alpaca", "--model", tiny_model, "--template", "alpaca", "--task",
+                             "quiz_a", "--task_dir", quiz, "--n_shot", "1", "--max_samples", "2", cwd=tmp_path,
+                             env=cli_env)  # fmt: skip
+    assert "quiz_a: 2 questions (zh), 0 with the tokens eval scores" in alpaca.stdout
+    assert (
+        "warning: quiz_a: the harness reads 2 of 2 prompts as other tokens than eval scores: their scores may differ "
+        "from eval's." in alpaca.stderr
+    ), alpaca.stderr
 
     harness = HFLM(pretrained=str(tiny_model), device="cpu", add_bos_token=False)
     base = {"model_name_or_path": str(tiny_model), "n_shot": 1, "save_dir": str(tmp_path / "unused")}

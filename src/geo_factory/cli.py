@@ -395,7 +395,9 @@ def _parser() -> argparse.ArgumentParser:
     lm_eval.add_argument("output_dir", help="Folder to write (yaml, jsonl and utils.py per task).")
     lm_eval.add_argument("--model", required=True, help="Model whose tokenizer and context fit the prompts.")
     lm_eval.add_argument("--template", default=None, help="LLaMA-Factory template, as `template` in eval.")
-    lm_eval.add_argument("--task", default="geobench", help="Objective GeoBench tasks (default: %(default)s).")
+    lm_eval.add_argument(
+        "--task", default="geobench", help="Objective GeoBench tasks and tasks of your own (default: %(default)s)."
+    )
     lm_eval.add_argument(
         "--task-dir",
         "--task_dir",
