@@ -72,8 +72,19 @@ def test_token_shares_are_realized_and_each_source_logs_its_loss(
     work = workdir(tmp_path, tiny_model)
     names = SFT_SOURCES if stage == "sft" else PT_SOURCES
     cutoff = 128 if packing else 512  # whole documents: the corpora's lengths vary
-    rows, log = _train(work, _config(stage, packing=packing, cutoff_len=cutoff), cli_env)
+    held_out = {  # sft: a held-out set per dataset, each evaluated on its own at the last step
+        "eval_dataset": ",".join(names),
+        "max_samples": 24,
+        "eval_strategy": "steps",
+        "eval_steps": 6,
+        "per_device_eval_batch_size": 8,
+    }
+    config = _config(stage, packing=packing, cutoff_len=cutoff, **(held_out if stage == "sft" else {}))
+    rows, log = _train(work, config, cli_env)
     assert len(rows) == 6
+    if stage == "sft":
+        evals = {k: v for row in read_trainer_log(work / "out") for k, v in row.items() if k.startswith("eval_")}
+        assert all(0 < evals[f"eval_{name}_loss"] < 20 for name in names), evals
     _assert_mixture(rows, names, [0.6, 0.4])
     if packing and stage == "pt":  # equal blocks: each step's 4 rows split 0.6 / 0.4 within one block
         for name, share in zip(names, (0.6, 0.4)):
@@ -136,6 +147,9 @@ INVALID = {  # overrides: the error they must raise, before any model or data is
     "streaming=true max_steps=6": "`streaming: true` cannot be used with `mix_strategy: interleave_tokens`: a "
     "stream's length is unknown",
     "val_size=0.1": "`val_size` cannot be used with `mix_strategy: interleave_tokens`",
+    "tokenized_path=tok": "`tokenized_path` cannot be used with `mix_strategy: interleave_tokens`",
+    "dataloader_num_workers=2 dataloader_persistent_workers=true": "`dataloader_persistent_workers` cannot be used "
+    "with `mix_strategy: interleave_tokens`: persistent workers would keep the first epoch's order",
     "stage=dpo": "`mix_strategy: interleave_tokens` is supported in `stage: pt` and `stage: sft`, not `dpo`",
 }
 

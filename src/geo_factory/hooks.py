@@ -44,8 +44,8 @@ Symbols touched, and why (the whole list):
     A mixture's rows carry their dataset: the meter takes it and the logits, and adds ``loss_<dataset>`` and
     ``tokens_<dataset>`` to each training log row before ``Trainer.log`` hands it on.
 ``llamafactory.train.callbacks.LogCallback.on_log``
-    Carry ``geobench_*``, ``loss_*`` and ``tokens_*`` metrics into trainer_log.jsonl (LogCallback copies a fixed set
-    of keys).
+    Carry ``geobench_*``, ``loss_*``, ``tokens_*`` and ``eval_*_loss`` (one per held-out set) metrics into
+    trainer_log.jsonl (LogCallback copies a fixed set of keys).
 ``llamafactory.chat.hf_engine.Thread``
     Generate in a thread that the interpreter joins and that stops when asked: a daemon one still running at
     exit aborts the process (SIGABRT after ``chat``'s last answer; see :mod:`geo_factory.chat`).
@@ -327,13 +327,18 @@ def _patch_trainer(trainer_cls: type) -> None:
     _bind_source_meter(trainer_cls)
 
 
+_CARRIED = ("geobench_", "loss_", "tokens_")  # in-training GeoBench; a mixture's per-dataset loss and tokens
+
+
 def _patch_callbacks(callbacks: ModuleType) -> None:
     log_callback = callbacks.LogCallback
     on_log, write_log = log_callback.on_log, log_callback._write_log
 
     def geo_on_log(self, args, state, control, **kwargs):
         last = state.log_history[-1] if state.log_history else {}
-        extra = {k: v for k, v in last.items() if k.startswith(("geobench_", "loss_", "tokens_"))}
+        extra = {
+            k: v for k, v in last.items() if k.startswith(_CARRIED) or (k.startswith("eval_") and k.endswith("_loss"))
+        }
         if extra:  # bound now: LogCallback writes its row later, from a thread
             self._write_log = lambda output_dir, logs: write_log(self, output_dir, {**logs, **extra})
         try:
