@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import example, read_trainer_log, run_cli, workdir
 
 
 TASKS = Path(__file__).parent / "fixtures" / "lm_eval"
@@ -168,3 +168,48 @@ def test_native_generate_batches_give_the_engines_replies(tmp_path, tiny_model) 
     assert len({len(str(chat)) for chat in chats}) > 1  # prompts of several lengths: padded rows
     alone = [evaluator.chat_model.chat(messages)[0].response_text for messages in chats]
     assert any(alone) and generate(evaluator.chat_model, chats, 4) == alone
+
+
+def test_harness_task_during_training_logs_the_harness_score(tmp_path, tiny_model, cli_env, monkeypatch) -> None:
+    """`geobench_tasks: lm_eval:NAME` scores the training model every `geobench_eval_steps` and logs each metric;
+    at learning rate 0 the LoRA model is the base model, so the logged score is the harness's on it."""
+    work = workdir(tmp_path, tiny_model)
+    shutil.copytree(TASKS, work / "lm_eval_tasks")
+    config = yaml.safe_load(example("tiny/tiny_lora_pretrain.yaml").read_text())
+    for key in ("val_size", "eval_strategy", "eval_steps", "eval_on_start", "per_device_eval_batch_size"):
+        config.pop(key)
+    config.update(
+        output_dir="out", max_steps=2, save_steps=100, plot_loss=False, learning_rate=0.0,
+        geobench_eval_steps=2, geobench_tasks="lm_eval:geo_rocks_letters",
+        geobench_lm_eval_include_path="lm_eval_tasks", geobench_max_samples=LIMIT, geobench_seed=42,
+    )  # fmt: skip
+    (work / "train.yaml").write_text(yaml.safe_dump(config))
+    run_cli("train", work / "train.yaml", cwd=work, env=cli_env)
+    logged = [row for row in read_trainer_log(work / "out") if "geobench_lm_eval_geo_rocks_letters_acc" in row]
+    assert [row["current_steps"] for row in logged] == [2]
+
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.chdir(work)
+    reference = simple_evaluate(
+        model="hf", model_args={"pretrained": str(tiny_model), "dtype": "float32"}, device="cpu",
+        tasks=["geo_rocks_letters"], limit=LIMIT, batch_size=1, bootstrap_iters=0,
+        task_manager=TaskManager(include_path="lm_eval_tasks", include_defaults=False),
+        random_seed=42, numpy_random_seed=42, torch_random_seed=42, fewshot_random_seed=42,
+    )  # fmt: skip
+    their = reference["results"]["geo_rocks_letters"]["acc,none"]
+    assert logged[0]["geobench_lm_eval_geo_rocks_letters_acc"] == pytest.approx(their)
+
+
+def test_training_checks_harness_tasks_at_parsing(tmp_path, tiny_model, monkeypatch) -> None:
+    from llamafactory.hparams import get_train_args
+
+    work = workdir(tmp_path, tiny_model)
+    config = yaml.safe_load(example("tiny/tiny_lora_pretrain.yaml").read_text())
+    config.update(output_dir="out", geobench_eval_steps=2, geobench_tasks="lm_eval:geo_rocks_letters")
+    monkeypatch.chdir(work)
+    with pytest.raises(ValueError) as err:
+        get_train_args({**config, "geobench_lm_eval_include_path": "nowhere"})
+    assert "`geobench_lm_eval_include_path: nowhere` is not a folder of task yamls." in str(err.value)
+    assert not (work / "out").exists()

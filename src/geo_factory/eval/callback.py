@@ -56,6 +56,7 @@ class GeoBenchCallback(TrainerCallback):
         self.prompts: dict[str, list[Encoded]] = {}
         self.shares: dict[str, list[int]] = {}  # this rank's questions of each task
         self.idle = 0  # one-token forward passes that keep this rank in step with the busiest one
+        self.max_length = 2048  # the model's positions, for the `lm_eval:` tasks' windows and truncation
 
     def set_trainer(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -73,6 +74,7 @@ class GeoBenchCallback(TrainerCallback):
         budget = (
             Budget(positions, f"the model's context (`max_position_embeddings: {positions}`)") if positions else None
         )
+        self.max_length = positions or self.max_length
         n_shot = self.args.geobench_n_shot
         for task in self.plan.tasks:
             self.prompts[task.name] = task.prompts(self.encoder, lambda _: budget)
@@ -125,6 +127,7 @@ class GeoBenchCallback(TrainerCallback):
                     counts += [sum(r["correct"] for r in records), len(records)]
                 for _ in range(self.idle):
                     scorer.idle_forward()
+                harness = self._harness_scores(model) if self.plan.harness is not None else {}
         finally:
             model.train(was_training)
         counts = current().sum(counts, device=self.trainer.args.device)
@@ -134,7 +137,29 @@ class GeoBenchCallback(TrainerCallback):
         }
         if average(accuracies) is not None:
             accuracies[AVERAGE] = average(accuracies)
-        return {metric_key(name): accuracy for name, accuracy in accuracies.items()}
+        return {**{metric_key(name): accuracy for name, accuracy in accuracies.items()}, **harness}
+
+    def _harness_scores(self, model: Any) -> dict[str, float]:
+        """The `lm_eval:` tasks on the training model, every metric (stderr aside) as
+        ``geobench_lm_eval_<task>_<metric>``. Every rank runs all of them (the same forward passes on every rank, as
+        a sharded model needs)."""
+        from .harness import GeoFactoryLM
+
+        lm = GeoFactoryLM(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size, self.max_length)
+        scores = {}
+        for name in self.plan.harness.names:
+            for task, summary in self.plan.harness.evaluate(name, lm, {"pretrained": "training"}).items():
+                for metric, value in summary["metrics"].items():
+                    if "_stderr" not in metric:
+                        scores[harness_key(task, metric)] = value
+        return scores
+
+
+def harness_key(task: str, metric: str) -> str:
+    """The logged key of a harness metric: ``geobench_lm_eval_arc_easy_acc`` (the `none` filter left out, another
+    filter after the metric: ``geobench_lm_eval_gsm8k_exact_match_strict-match``)."""
+    name, _, kept = metric.partition(",")
+    return f"geobench_lm_eval_{task.removeprefix('lm_eval:')}_{name}" + ("" if kept == "none" else f"_{kept}")
 
 
 def metric_key(task: str) -> str:

@@ -27,6 +27,8 @@ from ..hparams.checks import ConfigError, split
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
+    from ..hparams import GeoBenchTrainArguments
+
 
 PREFIX = "lm_eval:"
 FINISHED, HARNESS_FILES = "lm_eval_tasks", "lm_eval"  # folders under save_dir
@@ -61,18 +63,24 @@ class HarnessTasks:
         self.save: Path | None = None
 
     @classmethod
-    def resolve(cls, names: list[str], include_path: str | None, options: HarnessOptions) -> HarnessTasks:
-        """Check lm-eval, the include path and every name (closest names on a miss); raise :class:`ConfigError`."""
+    def resolve(
+        cls,
+        names: list[str],
+        include_path: str | None,
+        options: HarnessOptions,
+        keys: tuple[str, str] = ("task", "lm_eval_include_path"),
+    ) -> HarnessTasks:
+        """Check lm-eval, the include path and every name (closest names on a miss); raise :class:`ConfigError`
+        naming ``keys`` (the task list's, the include path's)."""
+        task_key, path_key = keys
         try:
             from lm_eval.tasks import TaskManager
         except ImportError:
             raise ConfigError(
-                "task", f"`{PREFIX}` tasks run lm-evaluation-harness, which is not installed: {EXTRA}."
+                task_key, f"`{PREFIX}` tasks run lm-evaluation-harness, which is not installed: {EXTRA}."
             ) from None
         if include_path is not None and not os.path.isdir(include_path):
-            raise ConfigError(
-                "lm_eval_include_path", f"`lm_eval_include_path: {include_path}` is not a folder of task yamls."
-            )
+            raise ConfigError(path_key, f"`{path_key}: {include_path}` is not a folder of task yamls.")
         manager = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
         if manager is None or any(name not in manager.all_tasks for name in names):
             manager = TaskManager(include_path=include_path)
@@ -80,10 +88,11 @@ class HarnessTasks:
             if name not in manager.all_tasks:
                 close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
                 hint = f" Did you mean: {', '.join(PREFIX + c for c in close)}?" if close else ""
-                where = f" or in `lm_eval_include_path: {include_path}`" if include_path else ""
+                where = f" or in `{path_key}: {include_path}`" if include_path else ""
                 raise ConfigError(
-                    "task",
-                    f"Unknown lm-evaluation-harness task `{PREFIX}{name}` in `task`: not in the harness{where}.{hint}",
+                    task_key,
+                    f"Unknown lm-evaluation-harness task `{PREFIX}{name}` in `{task_key}`: not in the harness{where}."
+                    + hint,
                 )
         return cls(names, include_path, options, manager)
 
@@ -119,7 +128,7 @@ class HarnessTasks:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    write_json_atomic(path, self._evaluate(name, lm, model))
+                    write_json_atomic(path, self.evaluate(name, lm, model))
                 except Exception as err:  # the other tasks' results stand; this one is named in the notes
                     notes.append(f"{PREFIX}{name} failed and has no result: {type(err).__name__}: {err}")
                     logger.exception(notes[-1])
@@ -128,7 +137,8 @@ class HarnessTasks:
                 summaries.update(json.load(f))
         return summaries, notes
 
-    def _evaluate(self, name: str, lm: LM, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def evaluate(self, name: str, lm: LM, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """One requested name through ``simple_evaluate``: the summary of each row of its table."""
         from lm_eval import simple_evaluate
         from lm_eval.loggers import EvaluationTracker
 
@@ -161,6 +171,16 @@ class HarnessTasks:
     def folders(self) -> dict[str, str]:
         """results.json's data settings when the run has no native task."""
         return {"task_dir": self.include_path or "lm-evaluation-harness", "layout": "lm_eval"}
+
+
+def for_training(args: GeoBenchTrainArguments) -> HarnessTasks | None:
+    """The in-training hook's `lm_eval:` tasks (each task's own few-shot setting; `geobench_max_samples` as the limit,
+    `geobench_seed` as the seeds), resolved when the training arguments are checked."""
+    if not args.harness_task_names:
+        return None
+    options = HarnessOptions(None, args.geobench_max_samples, args.geobench_seed, False, False, None, False)
+    keys = ("geobench_tasks", "geobench_lm_eval_include_path")
+    return HarnessTasks.resolve(args.harness_task_names, args.geobench_lm_eval_include_path, options, keys)
 
 
 def summarize(name: str, results: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import harness_tasks
 from .families import FAMILIES, custom
 from .families.base import Binding, BoundTask, Settings, Where
 from .styles import check_lang
@@ -25,6 +26,7 @@ class Plan:
     tasks: list[BoundTask]
     bindings: dict[str, Binding]  # by family module
     settings: Settings
+    harness: harness_tasks.HarnessTasks | None = None  # the in-training hook's `lm_eval:` tasks
 
     @property
     def absent(self) -> dict[str, str]:
@@ -121,7 +123,12 @@ def for_training(args: GeoBenchTrainArguments, cache_dir: str | None = None, tok
         cache_dir,
         token,
     )
-    return build(args.task_names, settings, where, key="geobench_tasks", objective_only=True)
+    harness = harness_tasks.for_training(args)
+    if not args.task_names and harness is not None:  # `lm_eval:` tasks alone
+        return Plan([], {}, settings, harness)
+    plan = build(args.task_names, settings, where, key="geobench_tasks", objective_only=True)
+    plan.harness = harness
+    return plan
 
 
 def families_of(names: list[str], tasks: dict[str, Task]) -> set[str]:

@@ -42,8 +42,14 @@ class GeoBenchTrainArguments:
             "help": "Comma-separated objective tasks to run during training: geobench_npee, geobench_npee_tf, "
             "geobench_apstudy, geobench (all three and the NPEE/APStudy average), the general benchmarks mmlu_test, "
             "cmmlu_test, ceval_validation (read from `geobench_general_task_dir`), or jiuzhou (NPEE, APStudy, "
-            "their average, C-Eval, CMMLU, MMLU). Logged as `geobench_<task>_acc` (`geobench_mmlu_test_acc`)."
+            "their average, C-Eval, CMMLU, MMLU). Logged as `geobench_<task>_acc` (`geobench_mmlu_test_acc`). "
+            "lm-evaluation-harness tasks as `lm_eval:NAME` (each task's own few-shot setting), logged as "
+            "`geobench_lm_eval_<task>_<metric>` (`geobench_lm_eval_arc_easy_acc`)."
         },
+    )
+    geobench_lm_eval_include_path: str | None = field(
+        default=None,
+        metadata={"help": "A folder of lm-evaluation-harness task yamls for `lm_eval:` names in `geobench_tasks`."},
     )
     geobench_task_dir: str | None = field(
         default=None,
@@ -89,6 +95,7 @@ class GeoBenchTrainArguments:
         check_str("geobench_tasks", self.geobench_tasks)
         check_task_dir("geobench_task_dir", self.geobench_task_dir)
         check_str("geobench_general_task_dir", self.geobench_general_task_dir, optional=True)
+        check_str("geobench_lm_eval_include_path", self.geobench_lm_eval_include_path, optional=True)
         check_int("geobench_n_shot", self.geobench_n_shot, 0)
         check_int("geobench_seed", self.geobench_seed)
         check_int("geobench_max_samples", self.geobench_max_samples, 1, optional=True)
@@ -98,7 +105,12 @@ class GeoBenchTrainArguments:
 
     @property
     def task_names(self) -> list[str]:
-        return split(self.geobench_tasks)
+        """The native tasks of `geobench_tasks` (its `lm_eval:` names are :attr:`harness_task_names`)."""
+        return [name for name in split(self.geobench_tasks) if not name.startswith(LM_EVAL_PREFIX)]
+
+    @property
+    def harness_task_names(self) -> list[str]:
+        return [name[len(LM_EVAL_PREFIX) :] for name in split(self.geobench_tasks) if name.startswith(LM_EVAL_PREFIX)]
 
 
 @dataclass
