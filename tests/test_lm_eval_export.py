@@ -169,8 +169,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def test_export_without_a_template_reproduces_eval_in_each_tasks_language(tmp_path, tiny_model, cli_env) -> None:
     """A base model without a template, GeoBench beside a Chinese task of the user's own (each family's folder named
-    as in eval), and `--prompt_style lm_eval`: the harness, run as the export says, encodes every request to exactly
-    the tokens `llamafactory-cli eval` scores (the prompt, then the option's first distinguishing token)."""
+    as in eval), `--prompt_style lm_eval` and a template whose prompt ends in a newline: the harness, run as the export
+    says, reads every request as exactly the tokens `llamafactory-cli eval` scores (the prompt, then the option's first
+    distinguishing token), as the export counts; a template the model's own tokenizer cannot read is warned about."""
     from lm_eval.models.huggingface import HFLM
 
     from geo_factory.eval.evaluator import Evaluator
@@ -187,34 +188,51 @@ def test_export_without_a_template_reproduces_eval_in_each_tasks_language(tmp_pa
     assert "quiz_a: 4 questions (zh), 4 with the tokens eval scores" in plain.stdout
     assert "warning" not in plain.stderr, plain.stderr
     assert f"--model_args pretrained={tiny_model},add_bos_token=False --include_path out" in plain.stdout
-    styled = run_geo_factory("export-lm-eval", "styled", "--model", tiny_model, "--task", "quiz_a", "--task_dir", quiz,
-                             "--n_shot", "1", "--prompt_style", "lm_eval", cwd=tmp_path, env=cli_env)  # fmt: skip
+    quiz_a = ["--task", "quiz_a", "--task_dir", quiz, "--n_shot", "1"]
+    styled = run_geo_factory("export-lm-eval", "styled", "--model", tiny_model, *quiz_a, "--prompt_style", "lm_eval",
+                             cwd=tmp_path, env=cli_env)  # fmt: skip
     assert "quiz_a: 4 questions (zh), 4 with the tokens eval scores" in styled.stdout
-    # alpaca's prompt ends in a newline, which the harness moves from the context into the option: said, not silent
-    alpaca = run_geo_factory("export-lm-eval", "alpaca", "--model", tiny_model, "--template", "alpaca", "--task",
-                             "quiz_a", "--task_dir", quiz, "--n_shot", "1", "--max_samples", "2", cwd=tmp_path,
-                             env=cli_env)  # fmt: skip
-    assert "quiz_a: 2 questions (zh), 0 with the tokens eval scores" in alpaca.stdout
+    # alpaca's prompt ends in a newline, which the harness moves into the option, where it is scored with each alike
+    alpaca = run_geo_factory("export-lm-eval", "alpaca", "--model", tiny_model, *quiz_a, "--template", "alpaca",
+                             "--max_samples", "2", cwd=tmp_path, env=cli_env)  # fmt: skip
+    assert "quiz_a: 2 questions (zh), 2 with the tokens eval scores" in alpaca.stdout
+    assert "warning" not in alpaca.stderr, alpaca.stderr
+    # qwen's <|im_end|> is a special token LLaMA-Factory adds for the run; the model's own tokenizer reads it as text
+    qwen = run_geo_factory("export-lm-eval", "qwen", "--model", tiny_model, *quiz_a, "--template", "qwen",
+                           "--max_samples", "2", cwd=tmp_path, env=cli_env)  # fmt: skip
+    assert "quiz_a: 2 questions (zh), 0 with the tokens eval scores" in qwen.stdout
     assert (
         "warning: quiz_a: the harness reads 2 of 2 prompts as other tokens than eval scores: their scores may differ "
-        "from eval's." in alpaca.stderr
-    ), alpaca.stderr
+        "from eval's." in qwen.stderr
+    ), qwen.stderr
 
-    harness = HFLM(pretrained=str(tiny_model), device="cpu", add_bos_token=False)
     base = {"model_name_or_path": str(tiny_model), "n_shot": 1, "save_dir": str(tmp_path / "unused")}
+    quiz_only = {**base, "task": "quiz_a", "task_dir": str(quiz)}
     runs = {
-        ("out", "geobench_npee"): {"task": "geobench_npee,quiz_a", "task_dir": str(quiz), "geobench_task_dir": str(FIXTURES)},
-        ("out", "quiz_a"): {"task": "geobench_npee,quiz_a", "task_dir": str(quiz), "geobench_task_dir": str(FIXTURES)},
-        ("styled", "quiz_a"): {"task": "quiz_a", "task_dir": str(quiz), "prompt_style": "lm_eval"},
+        ("out", "geobench_npee"): {**base, "task": "geobench_npee,quiz_a", "task_dir": str(quiz),
+                                   "geobench_task_dir": str(FIXTURES)},
+        ("out", "quiz_a"): {**base, "task": "geobench_npee,quiz_a", "task_dir": str(quiz),
+                            "geobench_task_dir": str(FIXTURES)},
+        ("styled", "quiz_a"): {**quiz_only, "prompt_style": "lm_eval"},
+        ("alpaca", "quiz_a"): {**quiz_only, "template": "alpaca", "max_samples": 2},
+        ("qwen", "quiz_a"): {**quiz_only, "template": "qwen", "max_samples": 2},
     }  # fmt: skip
     for (folder, task), settings in runs.items():
+        manifest = json.loads((tmp_path / folder / "geobench_export.json").read_text())
+        no_bos = manifest["settings"].get("harness_model_args") == "add_bos_token=False"
+        harness = HFLM(pretrained=str(tiny_model), device="cpu", add_bos_token=False if no_bos else None)
         rows = _read_jsonl(tmp_path / folder / f"{task}.jsonl")
-        prompts = Evaluator({**base, **settings}).prompts[task]
+        prompts = Evaluator(settings).prompts[task]
         assert len(rows) == len(prompts)
+        read_as_eval = 0
         for row, prompt in zip(rows, prompts):
             pairs = [harness._encode_pair(row["context"], choice) for choice in row["choices"]]
-            assert [context for context, _ in pairs] == [prompt.ids] * len(pairs), (folder, task, row["id"])
-            assert [option for _, option in pairs] == [[c] for c in prompt.candidates], (folder, task, row["id"])
+            read_as_eval += all(
+                head + tail == [*prompt.ids, candidate] and tail[-1:] == [candidate]
+                for (head, tail), candidate in zip(pairs, prompt.candidates)
+            )
+        assert read_as_eval == manifest["tasks"][task]["same_tokens_as_eval"], (folder, task)
+        assert read_as_eval == (0 if folder == "qwen" else len(rows)), (folder, task)
     quiz_rows = _read_jsonl(tmp_path / "out" / "quiz_a.jsonl")
     assert all(row["context"].startswith("以下是关于地球科学的单项选择题") for row in quiz_rows)  # no stray space
     assert all(row["context"].endswith("答案： ") for row in quiz_rows)  # eval's Chinese wording, not "Answer:"

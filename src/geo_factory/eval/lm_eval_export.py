@@ -12,8 +12,8 @@ geo-factory or LLaMA-Factory. ``lm_eval --include_path DIR --tasks geobench`` (o
 The harness scores an option by the summed log-probability of its text's tokens after the prompt, geo-factory by
 the first token where the options' answers differ: each option's text is therefore the start of its answer that
 encodes to exactly that token (``True`` may become ``Tr`` on a small vocabulary; ``answer`` keeps the whole one).
-``geobench_export.json`` counts, per task, the questions whose prompt and options the harness encodes to exactly
-the tokens ``llamafactory-cli eval`` scores (where one does not, the whole answer is the option); where eval scores
+``geobench_export.json`` counts, per task, the questions whose prompt and options the harness (the model's own
+tokenizer, as it loads it) encodes to exactly the tokens ``llamafactory-cli eval`` scores (where one does not, the whole answer is the option); where eval scores
 prompts without the BOS token the harness's tokenizer adds, it records the harness's ``add_bos_token=False`` that
 reproduces them. ``prompt_style: lm_eval`` exports the harness's own text, as eval writes and scores it.
 
@@ -141,6 +141,20 @@ def _harness_ids(tokenizer: Any, text: str, add_bos: bool) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
 
 
+def _harness_tokenizer(model_args: Any) -> Any:
+    """The tokenizer as the harness's Hugging Face backend loads it: the model's own, without what LLaMA-Factory
+    adds for the run (a template's stop words as special tokens), so the check reads the text as the harness will."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        cache_dir=model_args.cache_dir,
+        token=model_args.hf_hub_token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+
+
 def harness_adds_bos(tokenizer: Any, prompts: list[Encoded]) -> bool:
     """Whether the harness may keep its default, the tokenizer's BOS before a text that has none: not when eval
     scores a prompt without that BOS (a template that adds none), which the harness then needs
@@ -151,18 +165,22 @@ def harness_adds_bos(tokenizer: Any, prompts: list[Encoded]) -> bool:
 
 
 def _scored_texts(tokenizer: Any, prompt: Rendered, add_bos: bool) -> list[str | None]:
-    """Per option, the start of its answer that the harness reads as exactly the tokens eval scores, or None when no
-    start of it does. The harness splits a request as its ``_encode_pair`` does: the context's trailing spaces go to
-    the continuation, the context is encoded alone and the continuation is the rest of the whole text's tokens."""
-    context = prompt.context.rstrip()
-    head = _harness_ids(tokenizer, context, add_bos)
+    """Per option, the start of its answer with which the harness reads exactly the tokens eval scores, or None when
+    no start of it does. The harness splits a request as its ``_encode_pair`` does: the context's trailing spaces go
+    to the continuation, the context is encoded alone and the continuation is the rest of the whole text's tokens;
+    its input must be eval's prompt and then the option's token. Where the split falls inside eval's prompt (a
+    template's ``assistant\n``: the newline moves to the option), the prompt tokens after it are scored with every
+    option alike, so the harness's choice is eval's."""
+    head = _harness_ids(tokenizer, prompt.context.rstrip(), add_bos)
     texts: list[str | None] = [None] * len(prompt.answers)
-    if head != prompt.ids:
+    if head != prompt.ids[: len(head)]:
         return texts
     for option, answer in enumerate(prompt.answers):
         for end in range(1, len(answer) + 1):
-            whole = _harness_ids(tokenizer, prompt.context + answer[:end], add_bos)
-            if whole[len(head) :] == [prompt.candidates[option]]:
+            if _harness_ids(tokenizer, prompt.context + answer[:end], add_bos) == [
+                *prompt.ids,
+                prompt.candidates[option],
+            ]:
                 texts[option] = answer[:end]
                 break
     return texts
@@ -221,7 +239,7 @@ def export(
             if out.resolve() in path.resolve().parents:
                 raise ValueError(f"{out} holds {path.resolve()}, which `{t.name}` reads: export into another folder.")
     encoder = TextEncoder(evaluator.encoder.tokenizer, evaluator.encoder.template)
-    tokenizer = encoder.tokenizer
+    tokenizer = _harness_tokenizer(evaluator.model_args)
     rendered = {t.name: _render(t, encoder, lambda _: evaluator.context) for t in evaluator.tasks}
     add_bos = harness_adds_bos(tokenizer, [prompt for prompts in rendered.values() for prompt in prompts])
     settings = {**config, "prompt_style": prompt_style, "layout": evaluator.plan.layout}
