@@ -63,6 +63,17 @@ def _assert_mixture(rows: list[dict], names: tuple[str, ...], shares: list[float
         assert abs(realized - share) <= row_bound, (name, realized, share, row_bound)
 
 
+def _assert_llamaboard_plots_each_dataset(output_dir: Path, names: tuple[str, ...]) -> None:
+    """LlamaBoard's Train tab refreshes its loss plot through ``get_trainer_info`` (patched): one curve per dataset
+    beside the run's loss."""
+    import matplotlib.pyplot as plt
+    from llamafactory.webui.control import get_trainer_info
+
+    _, _, info = get_trainer_info("en", str(output_dir), True)
+    assert info["loss_viewer"].value["type"] == "matplotlib"
+    assert plt.gcf().axes[0].get_legend_handles_labels()[1] == ["all datasets", *names]
+
+
 @pytest.mark.parametrize(
     ("stage", "packing"), [("pt", True), ("pt", False), ("sft", True)], ids=["pt-packed", "pt-whole", "sft-packed"]
 )
@@ -89,6 +100,7 @@ def test_token_shares_are_realized_and_each_source_logs_its_loss(
     if packing and stage == "pt":  # equal blocks: each step's 4 rows split 0.6 / 0.4 within one block
         for name, share in zip(names, (0.6, 0.4)):
             assert all(abs(n / (4 * 127) - share) <= 0.25 for n in _increments(rows, name))
+        _assert_llamaboard_plots_each_dataset(work / "out", names)
     for name in names:
         assert f"Token mixture: `{name}` (share " in log
 

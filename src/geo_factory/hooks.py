@@ -55,7 +55,8 @@ Symbols touched, and why (the whole list):
     (:mod:`geo_factory.tools.chat`).
 ``llamafactory.webui.locales.LOCALES`` / ``llamafactory.webui.control.list_datasets`` / ``change_stage`` / ``get_trainer_info``
     LlamaBoard: English and Chinese labels of geo-factory's fields; ``TSPT (JiuZhou)`` in the shared
-    ``TRAINING_STAGES`` dict; the registry in the dataset pickers; TSPT's per-stage progress and two-stage loss plot.
+    ``TRAINING_STAGES`` dict; the registry in the dataset pickers; TSPT's per-stage progress and two-stage loss plot;
+    a token mixture's loss curve per dataset.
 ``llamafactory.webui.runner.Runner._initialize`` / ``_parse_train_args`` / ``monitor``
     LlamaBoard runs: the ``tspt_*`` / ``geobench_*`` keys in the yaml, checked by the yaml path's own parser before
     anything is written; a last loss-plot refresh when a run ends.

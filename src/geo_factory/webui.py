@@ -1,5 +1,6 @@
 """LlamaBoard (``llamafactory-cli webui``) with geo-factory: TSPT in the Train tab, the dataset registry in the
-pickers, GeoBench during training, and a panel for ``llamafactory-cli eval``.
+pickers, GeoBench during training, a token mixture's loss per dataset in the loss plot, and a panel for
+``llamafactory-cli eval``.
 
 Nothing here runs a job itself: LlamaBoard still launches ``llamafactory-cli train`` with the yaml it builds (now
 with the ``tspt_*`` and ``geobench_*`` keys), and the evaluation panel launches ``llamafactory-cli eval``, so the
@@ -101,7 +102,32 @@ def get_trainer_info(get_trainer_info: Callable, lang: str, output_path: str, do
         )
         progress = gr.Slider(label=label, value=last["percentage"], visible=True)
         info["loss_viewer"] = gr.Plot(_loss_figure(logs))
+    elif "loss_viewer" in info:  # a token mixture logs each dataset's loss: one curve per dataset
+        rows = _read_log(Path(output_path) / TRAINER_LOG)
+        if any(key.startswith("loss_") for row in rows for key in row):
+            info["loss_viewer"] = gr.Plot(source_loss_figure(rows))
     return running_log, progress, info
+
+
+def source_loss_figure(rows: list[dict[str, Any]]):
+    """The run's loss and each dataset's (``loss_<dataset>``, :mod:`geo_factory.source_loss`), smoothed as
+    LLaMA-Factory's plot draws its one curve."""
+    import matplotlib.pyplot as plt
+    from llamafactory.extras.ploting import smooth
+
+    plt.close("all")  # LlamaBoard draws one figure per refresh
+    plt.switch_backend("agg")
+    fig, ax = plt.subplots()
+    names = list(dict.fromkeys(key[5:] for row in rows for key in row if key.startswith("loss_")))
+    for key, label in (("loss", "all datasets"), *((f"loss_{name}", name) for name in names)):
+        points = [(row["current_steps"], row[key]) for row in rows if row.get(key) is not None]
+        if points:
+            steps, losses = zip(*points)
+            ax.plot(steps, smooth(list(losses)), label=label, **({"color": "black"} if key == "loss" else {}))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return fig
 
 
 def _loss_figure(logs: dict[int, list[dict[str, Any]]]):
@@ -122,12 +148,17 @@ def _loss_figure(logs: dict[int, list[dict[str, Any]]]):
 def _stage_logs(output_dir: Path) -> dict[int, list[dict[str, Any]]]:
     logs = {}
     for stage in STAGES:
-        path = output_dir / f"stage{stage}" / TRAINER_LOG
-        if path.is_file():  # complete lines only: the trainer appends from a thread
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n")[:-1] if line.strip()]
-            if rows:
-                logs[stage] = rows
+        rows = _read_log(output_dir / f"stage{stage}" / TRAINER_LOG)
+        if rows:
+            logs[stage] = rows
     return logs
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """A trainer log's complete lines (the trainer appends from a thread)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n")[:-1] if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
