@@ -78,6 +78,17 @@ def _run(work: Path, name: str, *args: str, cuda: bool = False) -> dict[str, flo
     return {"wall_s": float(wall), "cpu_s": float(cpu), "peak_rss_mib": int(rss_kib) / 1024}
 
 
+def model_into(work: Path, model: Path | None) -> None:
+    """``work/models/tiny-mistral``: ``model`` linked in, or the tiny model built there (seconds to minutes on a CPU)."""
+    (work / "models").mkdir()
+    if model is None:
+        from geo_factory.tiny import build_tiny_model
+
+        build_tiny_model(work / "models" / "tiny-mistral")
+    else:
+        (work / "models" / "tiny-mistral").symlink_to(model.resolve())
+
+
 def _train_runtime(output_dir: Path) -> float:
     return json.loads((output_dir / "train_results.json").read_text())["train_runtime"]
 
@@ -216,13 +227,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_tspt_") as tmp:
         work = Path(tmp)
-        (work / "models").mkdir()
-        if args.model is None:
-            from geo_factory.tiny import build_tiny_model
-
-            build_tiny_model(work / "models" / "tiny-mistral")
-        else:
-            (work / "models" / "tiny-mistral").symlink_to(args.model.resolve())
+        model_into(work, args.model)
         print("overhead:", file=sys.stderr)
         cost = overhead(work, args.steps, args.repeats, cuda=args.device == "cuda")
         print("memory:" if args.memory_repeats else "memory: skipped", file=sys.stderr)

@@ -8,8 +8,9 @@ but padding, which the collator masks).
 - Each dataset is loaded and preprocessed on its own by LLaMA-Factory's processor for the stage (packed or not),
   so each training row belongs to one dataset, and its trained tokens are counted from its labels once.
 - :func:`token_schedule` orders the rows: the next one comes from the dataset furthest below its share of the
-  tokens so far (smooth weighted round-robin), so at every prefix of the stream each dataset is within one row of
-  its share. TSPT's packed blocks are its equal-weight case (:func:`mixture_schedule`).
+  tokens so far (smooth weighted round-robin), so at every prefix of the stream each dataset is within about one row
+  (the longest) of its share; with equal rows, within one. TSPT's packed blocks are that case
+  (:func:`mixture_schedule`).
 - :class:`TokenMixture` is the train set: an epoch has as many rows as all datasets together (as ``concat`` has, so
   ``num_train_epochs`` and ``max_steps`` keep their meaning), each dataset's rows in an order drawn from ``seed``,
   the epoch and the dataset; a dataset too small for its share is repeated (reshuffled each pass), a larger one
