@@ -1,48 +1,31 @@
-"""``geo-factory export-lm-eval``: lm-evaluation-harness, in its own virtual environment, on the exported GeoBench
-tasks chooses what ``llamafactory-cli eval`` chooses, on the same model and questions.
-
-The harness environment is built once by ``scripts/lm_eval_env.sh`` into geo-factory's cache, keyed by the lm-eval
-version and this environment's site-packages; the test skips, saying why, only when it cannot be built (no package
-registry).
-"""
+"""``geo-factory export-lm-eval``: lm-evaluation-harness's own command line, on the exported GeoBench tasks, chooses
+what ``llamafactory-cli eval`` chooses, on the same model and questions."""
 
 from __future__ import annotations
 
 import glob
-import hashlib
+import importlib.util
 import json
-import os
 import subprocess
-import sysconfig
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, run_cli, run_geo_factory
+from conftest import run_cli, run_geo_factory
 
 
-LM_EVAL_VERSION = "0.4.13"
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench" / "k2"
 
 
 @pytest.fixture(scope="session")
 def harness() -> list[str]:
-    """``lm_eval`` of the harness environment (built on first use), run as ``python -m lm_eval``: where .venv already
-    holds lm-eval (the `dev` extra), pip installs no ``bin/lm_eval`` script into the environment that reads it."""
-    from geo_factory.smol import cache_dir
-
-    key = hashlib.sha256(f"{sysconfig.get_paths()['purelib']}:{LM_EVAL_VERSION}".encode()).hexdigest()[:12]
-    target = cache_dir() / f"lm-eval-{LM_EVAL_VERSION}-{key}"
-    if not (target / "lm_eval_version").is_file():
-        env = {**os.environ, "LM_EVAL_VERSION": LM_EVAL_VERSION}
-        proc = subprocess.run(
-            ["bash", str(REPO / "scripts" / "lm_eval_env.sh"), str(target)],
-            capture_output=True, text=True, env=env, timeout=900,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            pytest.skip(f"the harness environment could not be built (package registry?): {proc.stderr[-500:]}")
-    return [str(target / "bin" / "python"), "-m", "lm_eval"]
+    """lm-evaluation-harness's own command line, ``python -m lm_eval``, from this environment (the `dev` extra holds
+    lm-eval, as `geo-factory[lm-eval]` does for users)."""
+    if importlib.util.find_spec("lm_eval") is None:
+        pytest.skip("lm-eval is not installed (pip install 'geo-factory[lm-eval]')")
+    return [sys.executable, "-m", "lm_eval"]
 
 
 def test_harness_on_exported_tasks_chooses_what_eval_chooses(tmp_path, tiny_model, harness, cli_env) -> None:

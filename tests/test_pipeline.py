@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import chat, example, losses, read_trainer_log, run_cli, workdir
+from conftest import chat, example, greedy_reference, losses, read_trainer_log, run_cli, workdir
 
 
 def _assert_learned(output_dir: Path) -> None:
@@ -64,7 +64,10 @@ def test_export_merges_the_adapter_into_the_base_weights(jiuzhou: Path, tiny_mod
 
 def test_chat_answers_a_question_on_stdin(jiuzhou: Path, cli_env) -> None:
     answer = chat(example("tiny/tiny_chat.yaml"), "What is a subduction zone?", cwd=jiuzhou, env=cli_env)
-    assert answer.startswith("The a a a a a a a a a a a a"), answer  # greedy: this model's own words
+    reference = greedy_reference(
+        jiuzhou / "saves/tiny/merged", "What is a subduction zone?", template="mistral", max_new_tokens=32
+    )
+    assert answer == reference, (answer, reference)
 
 
 def test_k2_recipe_full_pretraining_then_two_step_instruction_tuning(tmp_path, tiny_model, cli_env) -> None:

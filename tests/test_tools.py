@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, GEO_FACTORY, chat, example, run_cli, workdir
+from conftest import CLI, GEO_FACTORY, chat, example, greedy_reference, run_cli, workdir
 from geo_factory.tools import TOOLS, ToolError, call_tool, observation, run_tool_calls, select_tools, tool_schemas
 from geo_factory.tools.chat import MALFORMED, unknown_tool
 
@@ -264,10 +264,51 @@ def _rig_rows() -> list[dict]:
     return [{"conversations": turns, "tools": tools} for turns in rows]
 
 
+RIG_CUTOFF = 1024
+RIG_ROLES = {"human": "user", "gpt": "assistant", "function_call": "function", "observation": "observation"}
+
+
+def _unlearned_turns(model: Path) -> list[str]:
+    """The rig rows' model turns (calls and answers) that ``model`` does not say greedily after the row's turns
+    before them, within the cutoff_len it was trained on: the behaviour the tool-loop tests need, checked in this
+    process with transformers on the prompt LLaMA-Factory's template builds for chat and training alike."""
+    import torch
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="mistral", tool_format="default"))
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    missed = []
+    for row in _rig_rows():
+        messages = [{"role": RIG_ROLES[t["from"]], "content": t["value"]} for t in row["conversations"]]
+        prompt: list[int] = []
+        for (source, target), turn in zip(
+            template.encode_multiturn(tokenizer, messages, None, row["tools"]), messages[1::2], strict=True
+        ):
+            prompt += source
+            if len(prompt) + len(target) > RIG_CUTOFF:  # training cut the row here: nothing further to say
+                break
+            with torch.no_grad():
+                out = lm.generate(
+                    torch.tensor([prompt]),
+                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                    do_sample=False,
+                    max_new_tokens=len(target),
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            if out[0, len(prompt) :].tolist() != target:
+                missed.append(turn["content"])
+            prompt += target
+    return missed
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, cli_env: dict[str, str]) -> Path:
-    """A user's folder with the tiny model fine-tuned to call tools (60 full-parameter steps reproduce the rows; a
-    LoRA of the tiny model does not get there in a test's time)."""
+    """A user's folder with the tiny model fine-tuned to call tools: full-parameter SFT on the rows (a LoRA of the
+    tiny model does not get there in a test's time), trained on until the model says every turn of them. How many
+    steps that takes follows the weights and so the machine: 60 steps, then 30 more at a time, up to 150."""
     registry = {
         "rig": {
             "file_name": "rig.json",
@@ -278,15 +319,28 @@ def rig(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, cli_env: dic
     work = workdir(tmp_path_factory.mktemp("tools"), tiny_model, registry)
     (work / "data" / "rig.json").write_text(json.dumps(_rig_rows()))
     (work / "train.yaml").write_text(
-        "model_name_or_path: models/tiny-mistral\ntemplate: mistral\ntool_format: default\nstage: sft\ndo_train: true\nfinetuning_type: full\n"
-        "dataset: rig\ncutoff_len: 1024\noverwrite_cache: true\npreprocessing_num_workers: null\n"
-        "output_dir: saves/rig\noverwrite_output_dir: true\nreport_to: none\nlogging_steps: 10\nsave_strategy: 'no'\n"
-        "per_device_train_batch_size: 5\nlearning_rate: 5.0e-3\nmax_steps: 60\nlr_scheduler_type: constant\nseed: 0\n"
+        "template: mistral\ntool_format: default\nstage: sft\ndo_train: true\nfinetuning_type: full\n"
+        "dataset: rig\n"
+        f"cutoff_len: {RIG_CUTOFF}\n"
+        "overwrite_cache: true\npreprocessing_num_workers: null\n"
+        "overwrite_output_dir: true\nreport_to: none\nlogging_steps: 10\nsave_strategy: 'no'\n"
+        "per_device_train_batch_size: 5\nlearning_rate: 5.0e-3\nlr_scheduler_type: constant\nseed: 0\n"
         "disable_gradient_checkpointing: true\n"  # the same weights (the forward is not run twice), 15% sooner
     )
-    run_cli("train", "train.yaml", cwd=work, env=cli_env)
+    model, steps, missed = "models/tiny-mistral", 60, ["(not trained yet)"]
+    for round_ in range(4):
+        out = f"saves/rig{round_}"
+        run_cli(
+            "train", "train.yaml", f"model_name_or_path={model}", f"output_dir={out}", f"max_steps={steps}",
+            cwd=work, env=cli_env,
+        )  # fmt: skip
+        model, steps = out, 30
+        missed = _unlearned_turns(work / model)
+        if not missed:
+            break
+    assert not missed, f"after {60 + 30 * round_} steps the rig model still does not say: {missed}"
     (work / "chat.yaml").write_text(
-        "model_name_or_path: saves/rig\ntemplate: mistral\ntool_format: default\nmax_new_tokens: 64\n"
+        f"model_name_or_path: {model}\ntemplate: mistral\ntool_format: default\nmax_new_tokens: 64\n"
         f"do_sample: false\ngeo_tools: {','.join(RIG_TOOLS)}\ngeo_tools_max_rounds: 1\n"
     )
     return work
@@ -362,12 +416,15 @@ def test_openai_client_against_api_executes_tool_calls(rig: Path, cli_env: dict[
         assert json.loads(results[0]["content"])["result"]["unit"]["start_ma"] == 72.1
         messages += [message.model_dump(exclude_none=True), *results]
         final = client.chat.completions.create(model="tiny", messages=messages, tools=tools, temperature=0)
-        # LLaMA-Factory's api re-encodes the call's arguments as a JSON string, so the prompt is not quite the
-        # trained one and the tiny model's wording may drift; the number comes from the observation
-        assert "72.1" in final.choices[0].message.content, final
+        # the model answers after seeing the result; its words are the trained model's own (never pinned)
+        assert final.choices[0].message.content or final.choices[0].message.tool_calls, final
     finally:
         server.terminate()
         server.wait(timeout=60)
+    # the executed call's result reached the model's context: the server's own record of the second request
+    requests = server.stdout.read().decode().split("==== request ====")[1:]
+    assert len(requests) == 2, requests
+    assert json.dumps(results[0]["content"], ensure_ascii=False) in requests[1], requests[1]
 
 
 @pytest.mark.slow
@@ -380,7 +437,16 @@ def test_tiny_tools_recipe_trains_on_geo_tools_sft(tmp_path: Path, tiny_model: P
     # and the shipped chat twin, all seven tools offered: it loads the adapter and answers (the 1-step model calls
     # no tool; the tool loop itself is proven on the rigged model above)
     answer = chat(example("tiny/tiny_tools_chat.yaml"), "How far is Beijing from Lhasa?", cwd=work, env=cli_env)
-    assert answer.startswith("ual, and a arngarng"), answer  # greedy: this model's own words
+    reference = greedy_reference(
+        work / "models/tiny-mistral",
+        "How far is Beijing from Lhasa?",
+        template="mistral",
+        max_new_tokens=64,
+        adapter=work / "saves/tiny/lora/tools_sft",
+        tools=json.dumps(tool_schemas(), ensure_ascii=False),  # all seven, as geo_tools: all offers them
+        tool_format="default",
+    )
+    assert answer == reference, (answer, reference)
     rows = json.loads((Path(__file__).parents[1] / "data" / "geo_tools_sft.json").read_text(encoding="utf-8"))
     calls = [sum(t["from"] == "function_call" for t in row["conversations"]) for row in rows]
     assert {0, 1, 2} <= set(calls) and len(rows) >= 300
