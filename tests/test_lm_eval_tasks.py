@@ -60,7 +60,7 @@ def _harness_reference(tmp_path: Path, tiny_model: Path, monkeypatch) -> dict:
 
 
 def _samples(out: Path, task: str) -> list[dict]:
-    (path,) = out.glob(f"lm_eval/*/samples_{task}_*.jsonl")
+    path = max(out.glob(f"lm_eval/*/samples_{task}_*.jsonl"))  # the latest (a resumed task writes its own)
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -115,6 +115,23 @@ def test_harness_tasks_beside_native_match_the_harness_and_resume(tmp_path, tiny
     again = json.loads((out / "results.json").read_text())
     assert again["tasks"] == results["tasks"] | {"lm_eval:geo_text_ppl": again["tasks"]["lm_eval:geo_text_ppl"]}
     assert again["tasks"]["lm_eval:geo_text_ppl"]["metrics"] == results["tasks"]["lm_eval:geo_text_ppl"]["metrics"]
+
+    # two processes under torchrun (gloo): the harness shares the documents, the answers are one process's
+    shared = ["geo_rocks_letters", "geo_numbers_gen"]
+    on_two = {**cli_env, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
+    run_cli("eval", config, "save_dir=two", f"task=lm_eval:{',lm_eval:'.join(shared)}", cwd=tmp_path, env=on_two)
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["settings"]["world_size"] == 2 and list(two["tasks"]) == [f"lm_eval:{name}" for name in shared]
+    for name in shared:
+        ours, theirs = results["tasks"][f"lm_eval:{name}"], two["tasks"][f"lm_eval:{name}"]
+        assert theirs["scored"] == LIMIT
+        for metric, value in ours["metrics"].items():
+            assert theirs["metrics"][metric] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-4))
+        one = {s["doc_id"]: s["filtered_resps"] for s in _samples(out, name)}
+        both = {s["doc_id"]: s["filtered_resps"] for s in _samples(tmp_path / "two", name)}
+        assert one.keys() == both.keys()
+        if name == "geo_numbers_gen":
+            assert one == both
 
 
 def test_unknown_harness_task_is_one_line_exit_2_with_close_names(tmp_path, tiny_model, cli_env) -> None:

@@ -242,10 +242,10 @@ class Evaluator:
         return self.eval_args.eval_mode == "generate" or any(not task.objective for task in self.tasks)
 
     def _check_plan(self) -> None:
-        if self.harness is not None and (self.model_args.infer_backend != EngineName.HF or self.world.size > 1):
+        if self.harness is not None and self.model_args.infer_backend != EngineName.HF:
             raise ValueError(
-                "`lm_eval:` tasks run the model with transformers in one process: use `infer_backend: huggingface` "
-                "and one process (unset FORCE_TORCHRUN, or NPROC_PER_NODE=1)."
+                f"`lm_eval:` tasks run the model with transformers, but `infer_backend` is "
+                f"`{self.model_args.infer_backend}`: use `infer_backend: huggingface`."
             )
         if self.world.size > 1 and self.needs_generation and self.model_args.infer_backend != EngineName.HF:
             raise ValueError(
@@ -405,7 +405,7 @@ class Evaluator:
                 records[task.name].sort(key=lambda record: order[record["id"]])
 
         per_rank = world.sum([scored if rank == world.rank else 0 for rank in range(world.size)])
-        harness = self._run_harness() if self.harness is not None and world.main else ({}, [])
+        harness = self._run_harness() if self.harness is not None else ({}, [])
         results = self._results(records, per_rank, *harness) if world.main else None
         if world.main:
             self.save.finish(results, self.others, [record for task in records.values() for record in task])
@@ -415,8 +415,10 @@ class Evaluator:
 
     def _run_harness(self) -> tuple[dict[str, Any], list[str]]:
         """The `lm_eval:` tasks on this run's model, those finished in `save_dir` kept: (summaries, notes)."""
-        finished = self.harness.open(self.save.path, self.eval_args.overwrite_save_dir)
-        if finished:
+        world = self.world
+        finished = self.harness.open(self.save.path, self.eval_args.overwrite_save_dir, world.main)
+        finished = self.harness.done = world.broadcast(finished)
+        if finished and world.main:
             logger.info(f"lm-evaluation-harness tasks already finished in {self.save.path}: {', '.join(finished)}.")
         lm = None
         if len(finished) < len(self.harness.names):
@@ -431,11 +433,11 @@ class Evaluator:
                 self.eval_args.batch_size,
                 length,
                 self.data_args.template,
+                world,
             )
         adapters = ",".join(self.model_args.adapter_name_or_path or [])
-        return self.harness.run(
-            lm, {"pretrained": self.model_args.model_name_or_path, **({"peft": adapters} if adapters else {})}
-        )
+        model = {"pretrained": self.model_args.model_name_or_path, **({"peft": adapters} if adapters else {})}
+        return self.harness.run(lm, model, world.main)
 
     def _unjudged(self, record: dict[str, Any]) -> bool:
         return self.judge is not None and "question" in record and "judge" not in record

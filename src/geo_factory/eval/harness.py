@@ -6,7 +6,9 @@ continuation, an empty context is the prefix token) and ``loglikelihood_rolling`
 shared-prefix batched scorer (:meth:`.scoring.LikelihoodScorer.continuations`): the options of one context run its
 prefix once. ``generate_until`` runs the batched generator (:mod:`.generation`) with the harness's stop strings and
 ``max_gen_toks``, greedy or sampled as the task's ``generation_kwargs`` say. Contexts are cut from the left to the
-model's length as the harness's Hugging Face backend cuts them, so the same requests meet the same tokens.
+model's length as the harness's Hugging Face backend cuts them, so the same requests meet the same tokens. Under
+torchrun the harness gives each rank every world-size-th document and gathers them on rank 0 through
+:meth:`all_gather` and :meth:`gather_object`; a document is scored on its own tokens whichever rank scores it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
+from .distributed import World
 from .generation import BatchGenerator
 from .scoring import Continuation, LikelihoodScorer
 
@@ -41,13 +45,42 @@ class GeoFactoryLM(TemplateLM):
         batch_size: int,
         max_length: int,
         template_name: str | None = None,
+        world: World | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer, self.template, self.max_length = tokenizer, template, max_length
         self.template_name = template_name or "default"
+        world = world or World()
+        self._rank, self._world_size = world.rank, world.size  # the harness gives each rank its share of documents
         self.scorer = LikelihoodScorer(model, tokenizer, template, batch_size)
         self.generator = BatchGenerator(model, tokenizer, batch_size)
         self._device = model.device
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's tensor, concatenated (the harness gathers request counts with it)."""
+        if self.world_size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        tensor = tensor.reshape(1) if tensor.dim() == 0 else tensor
+        every = [torch.zeros_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(every, tensor)
+        return torch.cat(every)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        if self.world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        every = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, every, dst=dst)
+        return every
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     @property
     def eot_token_id(self) -> int:

@@ -61,6 +61,7 @@ class HarnessTasks:
     def __init__(self, names: list[str], include_path: str | None, options: HarnessOptions, manager: Any) -> None:
         self.names, self.include_path, self.options, self.manager = names, include_path, options, manager
         self.save: Path | None = None
+        self.done: list[str] = []  # names finished in `save` (rank 0 reads them; every rank is told)
 
     @classmethod
     def resolve(
@@ -107,34 +108,39 @@ class HarnessTasks:
             **{k: v for k, v in vars(self.options).items() if k != "log_samples"},
         }
 
-    def open(self, save_dir: Path, overwrite: bool) -> list[str]:
-        """Start or resume in ``save_dir``: the names already finished there."""
+    def open(self, save_dir: Path, overwrite: bool, main: bool = True) -> list[str]:
+        """Start or resume in ``save_dir`` (the main process reads and clears it): the names already finished."""
         self.save = save_dir
-        if overwrite:
+        if main and overwrite:
             for folder in (FINISHED, HARNESS_FILES):
                 shutil.rmtree(save_dir / folder, ignore_errors=True)
-        return [name for name in self.names if (self._finished(name)).exists()]
+        self.done = [name for name in self.names if main and self._finished(name).exists()]
+        return self.done
 
     def _finished(self, name: str) -> Path:
         return self.save / FINISHED / f"{name.replace('/', '_')}.json"
 
-    def run(self, lm: LM, model: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-        """Every name's summaries (finished ones read back), and a note per task that failed. ``model``: as the
-        harness's ``model_args`` (``pretrained``, ``peft``): its files go to a folder named for it."""
+    def run(self, lm: LM | None, model: dict[str, Any], main: bool = True) -> tuple[dict[str, Any], list[str]]:
+        """Every name's summaries (finished ones read back), and a note per task that failed; on the main process
+        (the others take part in the harness's gathering only). ``model``: as the harness's ``model_args``
+        (``pretrained``, ``peft``): its files go to a folder named for it."""
         summaries: dict[str, dict[str, Any]] = {}
         notes = []
         for name in self.names:
             path = self._finished(name)
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if name not in self.done:
                 try:
-                    write_json_atomic(path, self.evaluate(name, lm, model))
+                    summary = self.evaluate(name, lm, model)
                 except Exception as err:  # the other tasks' results stand; this one is named in the notes
                     notes.append(f"{PREFIX}{name} failed and has no result: {type(err).__name__}: {err}")
                     logger.exception(notes[-1])
                     continue
-            with open(path, encoding="utf-8") as f:
-                summaries.update(json.load(f))
+                if main:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_json_atomic(path, summary)
+            if main:
+                with open(path, encoding="utf-8") as f:
+                    summaries.update(json.load(f))
         return summaries, notes
 
     def evaluate(self, name: str, lm: LM, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -161,6 +167,8 @@ class HarnessTasks:
             torch_random_seed=o.seed,
             fewshot_random_seed=o.seed,
         )
+        if results is None:  # not the harness's main process
+            return {}
         if tracker is not None:
             samples = results.pop("samples")
             tracker.save_results_aggregated(results=results, samples=samples)
