@@ -39,6 +39,7 @@ from transformers import HfArgumentParser
 from ..hparams import EvalArguments
 from ..hparams.checks import ConfigError, check_int, split
 from . import plan as planning
+from .answers import answer_records
 from .distributed import World, shares
 from .families.base import BoundTask, Settings, Where
 from .families.k2 import load_samples, shown_settings
@@ -235,11 +236,11 @@ class Evaluator:
 
     @property
     def likelihood(self) -> bool:
-        return self.eval_args.eval_mode == "likelihood" and any(task.objective for task in self.tasks)
+        return self.eval_args.eval_mode == "likelihood" and any(not task.generation for task in self.tasks)
 
     @property
     def needs_generation(self) -> bool:
-        return self.eval_args.eval_mode == "generate" or any(not task.objective for task in self.tasks)
+        return self.eval_args.eval_mode == "generate" or any(task.generation for task in self.tasks)
 
     def _check_plan(self) -> None:
         if self.harness is not None and self.model_args.infer_backend != EngineName.HF:
@@ -264,7 +265,13 @@ class Evaluator:
                     f"`{task.name}` has no reference answers and is scored by a judge only: set `judge_api_base` "
                     "and `judge_model`, or leave it out of `task`."
                 )
-        if any(not task.objective and not task.task.judge_only for task in self.tasks):
+            if task.answer_spec is not None and task.answer_spec.type == "judge" and self.judge is None:
+                raise ValueError(
+                    f"`{task.name}` is scored by the judge against its reference answers (`answer_type: judge`): set "
+                    "`judge_api_base` and `judge_model`, or leave it out of `task`."
+                )
+        overlap = [task for task in self.tasks if task.answer_spec is not None and task.answer_spec.overlap]
+        if overlap or any(not task.objective and not task.task.judge_only for task in self.tasks):
             from llamafactory.extras.packages import is_jieba_available, is_rouge_available
             from transformers.utils import is_nltk_available
 
@@ -445,6 +452,13 @@ class Evaluator:
     def _score(self, task: BoundTask, todo: list[tuple[Any, Any]]):
         args = self.eval_args
         questions, prompts = [q for q, _ in todo], [p for _, p in todo]
+        if task.answer_spec is not None:  # generated answers, read and matched by the task's answer type
+
+            def replies(conversations: list[list[dict[str, str]]], sampling: dict[str, Any]) -> list[str]:
+                return generate(self.chat_model, conversations, args.batch_size, sampling)
+
+            tokenizer = self.chat_model.engine.tokenizer
+            return answer_records(task, replies, self.judge, tokenizer, questions, prompts, args.batch_size)
         if not task.objective:
             return self._open_records(questions, prompts)
         if args.eval_mode == "likelihood":

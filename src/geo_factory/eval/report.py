@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..extras import write_json_atomic
+from .answers import summarize_answers
 from .data import question_key, repeats
 from .tasks import AVERAGE, AVERAGE_OF, average
 
@@ -227,9 +228,9 @@ def summarize(plan: Plan, records: dict[str, list[dict[str, Any]]], hashes: dict
         mine = records[task.name]
         if task.objective:
             s = task.settings
-            summary = summarize_objective(task, mine)
+            summary = summarize_objective(task, mine) if task.answer_spec is None else summarize_answers(task, mine)
             summary.update(
-                eval_mode=s.eval_mode,
+                eval_mode="generate" if task.generation else s.eval_mode,
                 n_shot=s.n_shot,
                 fewer_shots=sum(r.get("shots", s.n_shot) < s.n_shot for r in mine),
                 seed=s.seed,

@@ -328,20 +328,31 @@ def extract_answer(text: str, question: ChoiceQuestion, lang: str) -> str | None
     return _TF_WORDS.get(answer.lower(), answer) if is_true_false(question) else answer
 
 
-def generate(chat_model: ChatModel, conversations: list[list[dict[str, str]]], concurrency: int) -> list[str]:
+def generate(
+    chat_model: ChatModel,
+    conversations: list[list[dict[str, str]]],
+    concurrency: int,
+    sampling: dict[str, Any] | None = None,
+) -> list[str]:
     """Replies from LLaMA-Factory's inference engine: the Hugging Face engine's model in batches of ``concurrency``
-    (:mod:`.generation`), another engine ``concurrency`` requests at a time (vLLM batches them)."""
+    (:mod:`.generation`), another engine ``concurrency`` requests at a time (vLLM batches them). ``sampling``
+    (``do_sample``, ``temperature``, ``top_p``, ``top_k``) overrides the run's generation settings, as the engine's
+    ``chat`` takes them."""
     from llamafactory.chat.hf_engine import HuggingfaceEngine
 
     engine = chat_model.engine
     if isinstance(engine, HuggingfaceEngine):
-        return _hf_replies(engine, conversations, concurrency)
+        return _hf_replies(engine, conversations, concurrency, sampling or {})
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        responses = pool.map(lambda messages: chat_model.chat(messages)[0].response_text, conversations)
+        responses = pool.map(
+            lambda messages: chat_model.chat(messages, **(sampling or {}))[0].response_text, conversations
+        )
         return list(responses)
 
 
-def _hf_replies(engine: Any, conversations: list[list[dict[str, str]]], batch_size: int) -> list[str]:
+def _hf_replies(
+    engine: Any, conversations: list[list[dict[str, str]]], batch_size: int, sampling: dict[str, Any]
+) -> list[str]:
     """The replies the engine's ``chat`` gives one conversation at a time, generated in batches: each prompt and the
     generation config come from the engine's own ``_process_args``; a row ends at the template's first stop token
     and is decoded as the engine decodes it."""
@@ -350,7 +361,13 @@ def _hf_replies(engine: Any, conversations: list[list[dict[str, str]]], batch_si
     prompts, config = [], None
     for messages in conversations:
         kwargs, _ = engine._process_args(
-            engine.model, engine.tokenizer, engine.processor, engine.template, engine.generating_args, messages
+            engine.model,
+            engine.tokenizer,
+            engine.processor,
+            engine.template,
+            engine.generating_args,
+            messages,
+            input_kwargs=dict(sampling),  # popped from
         )
         prompts.append(kwargs["input_ids" if "input_ids" in kwargs else "inputs"][0].tolist())
         config = kwargs["generation_config"]

@@ -30,7 +30,7 @@ class Task:
     name: str
     family: str  # its module in geo_factory.eval.families
     description: str
-    kind: Literal["choice", "tf", "open"]
+    kind: Literal["choice", "tf", "open", "answer"]  # answer: generated, scored by its answer type
     files: dict[str, str] = field(repr=False)  # layout -> file, relative to the task's folder
     judge_only: bool = False  # no reference answers: only a judge can score it
     config: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # a user task's eval_info entry

@@ -20,6 +20,7 @@ from ..styles import STYLES, lm_eval_records
 
 
 if TYPE_CHECKING:
+    from ..answers import AnswerSpec
     from ..scoring import PromptEncoder
     from ..tasks import Task
 
@@ -96,6 +97,11 @@ class BoundTask:
     @property
     def generation(self) -> bool:
         return not self.objective or self.settings.eval_mode == "generate"
+
+    @property
+    def answer_spec(self) -> AnswerSpec | None:
+        """How answers generated in free text are read and matched (:mod:`..answers`); None: options are scored."""
+        return None
 
     @cached_property
     def questions(self) -> list[Question]:

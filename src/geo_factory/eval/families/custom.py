@@ -30,6 +30,7 @@ from typing import Any
 
 from ...hparams.checks import ConfigError
 from ...rows import numbered_rows
+from ..answers import answer_task
 from ..data import ChoiceQuestion, EvalDataError, Question, read_json, row_error
 from ..prompts import WORDING, ExemplarSampler, check_n_shot
 from ..styles import HARNESS_EN, HARNESS_ZH
@@ -66,6 +67,9 @@ def user_tasks(folder: str | Path | None) -> dict[str, Task]:
             raise EvalDataError(f"{where}: the name is a built-in task's; give your task another name.")
         if not isinstance(entry, dict):
             raise EvalDataError(f"{where}: must be an object with file_name and columns.")
+        if "answer_type" in entry:  # answers generated in free text (family `answers`)
+            tasks[name] = answer_task(name, entry, where, LAYOUT)
+            continue
         unknown = sorted(set(entry) - _ENTRY_KEYS)
         if unknown:
             raise EvalDataError(f"{where}: unknown key `{unknown[0]}`; allowed: {', '.join(sorted(_ENTRY_KEYS))}.")

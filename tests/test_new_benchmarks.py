@@ -1,0 +1,212 @@
+"""Generated answers (``answer_type`` in ``eval_info.json``) and the hub benchmarks that score them (FormationEval,
+EarthSE, ClimaQA), through the real ``llamafactory-cli eval`` on the tiny model. What the tiny model writes is never
+pinned: the tests check what the scoring guarantees for whatever it wrote, and extraction on known replies."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli, workdir
+from openai_standin import serving
+
+
+# The judge's key: a variable the test environment already holds, so that the runs fork from the warm CLI
+KEY_ENV = "WANDB_DISABLED"
+
+
+def _predictions(save_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (save_dir / "predictions.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("reply", "entry", "answer"),
+    [
+        ("B", {"answer_type": "letter"}, "B"),
+        ("**c**", {"answer_type": "letter"}, "C"),
+        ("Answer: b, since basalt is volcanic", {"answer_type": "letter"}, "B"),
+        ("<think>A or D? A.</think>The correct answer is D", {"answer_type": "letter"}, "D"),
+        ("I am not sure it matters", {"answer_type": "letter"}, None),
+        ("E", {"answer_type": "letter", "letters": "ABCDE"}, "E"),
+        ("Depth is about 2,900 km, not 5100 km... so 2,890.", {"answer_type": "number"}, "2890.0"),
+        ("<think>maybe 7</think>no number here", {"answer_type": "number"}, None),
+        ("value: 3.5e2 m (roughly 400)", {"answer_type": "number", "extract": r"value:\s*(\S+)"}, "350.0"),
+        ("  Plate Tectonics. ", {"answer_type": "text"}, "Plate Tectonics."),
+        ("Answer: basalt\nmore words", {"answer_type": "text", "extract": r"Answer:\s*(.+)"}, "basalt"),
+        ("nothing to match", {"answer_type": "text", "extract": r"Answer:\s*(.+)"}, None),
+        ("<think>\n</think>\n", {"answer_type": "phrases"}, None),
+    ],
+)
+def test_extraction_on_known_replies(reply: str, entry: dict, answer: str | None) -> None:
+    from geo_factory.eval.answers import extract, spec_from_entry
+
+    assert extract(reply, spec_from_entry(entry, "test")) == answer
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "entry", "right"),
+    [
+        ("2890", "2900", {"answer_type": "number", "tolerance": 0.01}, True),
+        ("2800", "2900", {"answer_type": "number", "tolerance": 0.01}, False),
+        ("2.95", "3", {"answer_type": "number", "abs_tolerance": 0.05}, True),
+        ("3.0", "3", {"answer_type": "number"}, True),
+        ("3.01", "3", {"answer_type": "number"}, False),
+        ("plate tectonics", "Plate-Tectonics.", {"answer_type": "text", "fold": True}, True),
+        ("plate tectonics", "Plate-Tectonics.", {"answer_type": "text"}, False),
+        ("Granite , basalt", "basalt, granite", {"answer_type": "phrases"}, True),
+        ("basalt", "basalt, granite", {"answer_type": "phrases"}, False),
+        (None, "B", {"answer_type": "letter"}, False),
+    ],
+)
+def test_matching(prediction: str | None, gold: str, entry: dict, right: bool) -> None:
+    from geo_factory.eval.answers import matches, spec_from_entry
+
+    assert matches(prediction, gold, spec_from_entry(entry, "test")) is right
+
+
+def test_majority_vote() -> None:
+    from geo_factory.eval.answers import AnswerSpec, majority
+
+    number = AnswerSpec("number")
+    assert majority(["3", "4.0", "3.0", None, "4"], number) == "3"  # 3 and 4 twice each: the first given wins
+    assert majority([None, "4", "3", "4.00"], number) == "4"
+    assert majority(["Basalt", "basalt.", "granite"], AnswerSpec("text", fold=True)) == "Basalt"
+    assert majority([None, None], number) is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ({"answer_type": "essay"}, "`answer_type` must be one of letter, number, text, phrases, judge, got 'essay'"),
+        ({"answer_type": "text", "tolerance": 0.1}, "`tolerance` applies to `answer_type: number`, not text"),
+        ({"answer_type": "number", "num_samples": 0}, "`num_samples` must be an integer >= 1, got 0"),
+        ({"answer_type": "text", "extract": "Answer: .+"}, "`extract` needs a group, `(...)`"),
+        ({"answer_type": "text", "extract": "(unclosed"}, "`extract` is not a valid regular expression"),
+        ({"answer_type": "number", "temperature": -1}, "`temperature` must be a number >= 0, got -1"),
+        (
+            {"answer_type": "text", "columns": {"question": "q", "answer": "a", "options": "o"}},
+            "unknown column role `options`",
+        ),
+    ],
+)
+def test_registry_errors_name_the_entry(tmp_path: Path, entry: dict, error: str) -> None:
+    from geo_factory.eval.data import EvalDataError
+    from geo_factory.eval.families.custom import user_tasks
+
+    entry = {"file_name": "x.jsonl", "columns": {"question": "q", "answer": "a"}, **entry}
+    (tmp_path / "eval_info.json").write_text(json.dumps({"mine": entry}))
+    with pytest.raises(EvalDataError) as err:
+        user_tasks(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'eval_info.json'}, task `mine`: ")
+    assert error in str(err.value)
+
+
+def _answer_tasks(folder: Path) -> None:
+    """One task of each answer type, beside a multiple-choice task of today's schema."""
+    folder.mkdir()
+    rows = {
+        "letters": [{"q": f"Which option {i}? A) basalt B) granite C) marble D) slate", "a": "ABCD"[i % 4]} for i in range(3)],
+        "depths": [{"q": f"How deep is layer {i}, in km?", "a": str(10 * (i + 1)), "topic": ["crust", "mantle"][i % 2]}
+                   for i in range(4)],
+        "terms": [{"q": f"Name term {i}.", "a": f"Term {i}"} for i in range(3)],
+        "minerals": [{"q": f"List the minerals of rock {i}.", "a": "quartz, feldspar"} for i in range(2)],
+        "essays": [{"q": f"Why do plates move ({i})?", "a": "Mantle convection and slab pull."} for i in range(2)],
+        "choice": [{"q": f"Which is volcanic ({i})?", "options": ["basalt", "marble"], "a": "A"} for i in range(2)],
+    }  # fmt: skip
+    for name, items in rows.items():
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in items))
+    columns = {"question": "q", "answer": "a"}
+    info = {
+        "letters": {"file_name": "letters.jsonl", "columns": columns, "answer_type": "letter"},
+        "depths": {"file_name": "depths.jsonl", "columns": {**columns, "subject": "topic"}, "answer_type": "number",
+                   "tolerance": 0.1, "num_samples": 3, "temperature": 0.9, "top_p": 0.95},
+        "terms": {"file_name": "terms.jsonl", "columns": columns, "answer_type": "text", "fold": True},
+        "minerals": {"file_name": "minerals.jsonl", "columns": columns, "answer_type": "phrases"},
+        "essays": {"file_name": "essays.jsonl", "columns": columns, "answer_type": "judge"},
+        "choice": {"file_name": "choice.jsonl", "columns": {**columns, "options": "options"}},
+    }  # fmt: skip
+    (folder / "eval_info.json").write_text(json.dumps(info))
+
+
+def test_generated_answers_of_every_type(tmp_path, tiny_model, cli_env) -> None:
+    """Each answer type, the vote over sampled answers and the judge's verdicts (a stand-in endpoint that says
+    CORRECT), beside a multiple-choice task; then a judged task without a judge is refused before the model loads."""
+    from geo_factory.eval.answers import extract, parse_number, spec_from_entry
+
+    work = workdir(tmp_path, tiny_model)
+    _answer_tasks(work / "mine")
+    config = {
+        "model_name_or_path": "models/tiny-mistral", "template": "mistral", "task_dir": "mine",
+        "task": "letters,depths,terms,minerals,essays,choice", "n_shot": 1, "max_new_tokens": 12, "batch_size": 4,
+        "save_dir": "out", "judge_model": "stand-in", "judge_api_key_env": KEY_ENV,
+    }  # fmt: skip
+    with serving(cli_env[KEY_ENV], "CORRECT") as server:
+        config["judge_api_base"] = server.api_base
+        (work / "eval.yaml").write_text(yaml.safe_dump(config))
+        proc = run_cli("eval", work / "eval.yaml", cwd=work, env=cli_env)
+    results = json.loads((work / "out" / "results.json").read_text())
+    tasks, predictions = results["tasks"], _predictions(work / "out")
+    info = json.loads((work / "mine" / "eval_info.json").read_text())
+    by_task = {name: [p for p in predictions if p["task"] == name] for name in tasks}
+    assert {name: len(by_task[name]) for name in tasks} == {
+        "choice": 2, "letters": 3, "depths": 4, "terms": 3, "minerals": 2, "essays": 2
+    }  # fmt: skip
+
+    for name in ("letters", "depths", "terms", "minerals", "essays"):
+        spec, summary = spec_from_entry(info[name], name), tasks[name]
+        for p in by_task[name]:
+            assert {"response", "prediction", "correct", "gold"} <= p.keys() and p["shots"] == 1
+            if spec.num_samples == 1:  # the prediction is what the reply holds
+                assert p["prediction"] == extract(p["response"], spec)
+            if p["prediction"] is None:
+                assert p["correct"] is False
+        failed = [p["id"] for p in by_task[name] if p["prediction"] is None]
+        assert (summary["extraction_failures"], summary["extraction_failed_ids"]) == (len(failed), failed)
+        right = sum(p["correct"] for p in by_task[name])
+        assert (summary["correct"], summary["scored"], summary["answer_type"]) == (
+            right,
+            len(by_task[name]),
+            spec.type,
+        )
+        assert summary["accuracy"] == pytest.approx(100 * right / len(by_task[name]), abs=1e-3)
+        assert summary["eval_mode"] == "generate"
+
+    # numbers: right within 10% of the reference; the prediction is the most frequent of 3 samples' numbers
+    for p in by_task["depths"]:
+        assert len(p["samples"]) == 3
+        numbers = [parse_number(s["prediction"]) for s in p["samples"] if s["prediction"] is not None]
+        if numbers:
+            top = max(Counter(numbers).values())
+            assert parse_number(p["prediction"]) == next(n for n in numbers if Counter(numbers)[n] == top)
+            assert p["correct"] == (abs(parse_number(p["prediction"]) - float(p["gold"])) <= 0.1 * float(p["gold"]))
+        assert p["subject"] in ("crust", "mantle")
+    assert set(tasks["depths"]["by"]["subject"]) == {"crust", "mantle"} and tasks["depths"]["num_samples"] == 3
+    # the judge said CORRECT to every answer it was shown, and saw the question, the reference and the answer
+    judged = [p for p in by_task["essays"] if p["prediction"] is not None]
+    assert all(p["correct"] and p["judge_attempts"] == 1 for p in judged)
+    assert len(server.requests) == len(judged)
+    for request, p in zip(server.requests, judged):
+        shown = request["messages"][-1]["content"]
+        assert p["gold"] in shown and p["prediction"] in shown and "Why do plates move" in shown
+    # multiple choice keeps its schema: probabilities of the options, no reply
+    assert all("probs" in p and "response" not in p for p in by_task["choice"])
+    assert tasks["choice"]["eval_mode"] == "likelihood"
+    assert "extraction failures" in proc.stdout
+
+    # without a judge, the judged task is refused before any model loads
+    (work / "eval.yaml").write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("judge")}))
+    proc = run_cli("eval", work / "eval.yaml", "save_dir=out2", cwd=work, env=cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "`essays` is scored by the judge against its reference answers (`answer_type: judge`): set `judge_api_base` "
+            "and `judge_model`, or leave it out of `task`."
+        )
+    )
+    assert "all params" not in proc.stderr and not (work / "out2").exists()
