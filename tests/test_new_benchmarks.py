@@ -5,6 +5,9 @@ pinned: the tests check what the scoring guarantees for whatever it wrote, and e
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -210,3 +213,199 @@ def test_generated_answers_of_every_type(tmp_path, tiny_model, cli_env) -> None:
         )
     )
     assert "all params" not in proc.stderr and not (work / "out2").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub benchmarks, on stand-in caches of invented rows written as `datasets` leaves them
+
+REVISION = "5e0c3d1a2b4f6a8c9d0e1f2a3b4c5d6e7f8a9b0c"  # any commit hash: the stand-ins' revision
+FORMATIONEVAL = [
+    {"id": f"fe_{i}", "question": f"Which log reads porosity in well {i}?", "choices": [f"log {c} {i}" for c in "abcd"],
+     "answer_index": i % 4, "answer_key": "ABCD"[i % 4], "difficulty": ["easy", "hard"][i % 2],
+     "domains": [["Petrophysics"], ["Petrophysics", "Geophysics"]][i % 2], "topics": ["logs"], "language": "en",
+     "metadata": {"calc_required": i == 3, "contamination_risk": "low"}}
+    for i in range(4)
+]  # fmt: skip
+EARTHSE = {
+    "multiple_choice": [("Which sphere holds glaciers? A) Cryosphere B) Biosphere", "A"),
+                        ("Which layer is deepest? A) Crust B) Core", "B")],
+    "true_false": [("Basalt is volcanic.", "True"), ("Ice is a gas.", "False")],
+    "fill_in_the_blank": [("Rain and ___ are precipitation.", "snow"), ("___ and ___ are plates.", "pacific, nazca")],
+    "free_form": [("Why does the sea level rise?", "Ice melts and water expands."), ("What drives wind?", "Pressure.")],
+}  # fmt: skip
+CLIMAQA = {
+    "mcq": "Question,Options,Answer,Complexity,Validation\n"
+    '"What warms the air?","a) the sun - b) the moon - c) the stars - d) the sea",a,BASE,True\n'
+    '"What is CO2?","a) a gas - b) a rock - c) a liquid - d) a plasma",a,REASONING,True\n'
+    '"Not validated?","a) yes - b) no - c) maybe - d) never",b,BASE,False\n',
+    "cloze": "Question,Answer,Complexity\nThe <MASK> absorbs heat.,ocean,BASE\nWarm air <MASK>.,rises,HYPOTHETICAL\n",
+    "ffq": "Question,Answer,Complexity,Validation\nWhy do clouds form?,Vapour condenses.,BASE,True\n"
+    "Why is it cold?,Less sun.,BASE,False\n",
+}
+
+
+def write_hub_caches(hf_home: Path, cache_dir: Path) -> None:
+    """FormationEval (JSON), Earth-Iron (Parquet) and ClimaQA Gold (CSV) as ``load_dataset`` caches them online: the
+    files in the hub cache's snapshot layout and the prepared ``datasets`` cache in ``cache_dir``; run in a child
+    process, as ``datasets`` reads HF_HOME when first imported."""
+    code = f"""
+import json, sys
+from pathlib import Path
+import datasets, huggingface_hub
+from datasets.data_files import DataFilesDict
+from datasets.load import configure_builder_class
+from datasets.packaged_modules.csv.csv import Csv, CsvConfig
+from datasets.packaged_modules.json.json import Json, JsonConfig
+from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
+
+def write(repo_id, config, files, builder, builder_config):
+    repo = Path(huggingface_hub.constants.HF_HUB_CACHE) / ("datasets--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text({REVISION!r})
+    paths = {{}}
+    for split, (name, write_file) in files.items():
+        path = repo / "snapshots" / {REVISION!r} / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path)
+        paths[split] = [str(path)]
+    cfg = builder_config(name=config, data_files=DataFilesDict.from_patterns(paths))
+    name = repo_id.split("/")[1]
+    cls = configure_builder_class(builder, builder_configs=[cfg], default_config_name=None, dataset_name=name)
+    cls(config_name=config, dataset_name=name, repo_id=repo_id, hash={REVISION!r}, cache_dir={str(cache_dir)!r}).download_and_prepare()
+
+data = json.load(sys.stdin)
+write("AlmazErmilov/FormationEval", "default",
+      {{"test": ("formationeval_v0.1.json", lambda p: p.write_text(json.dumps(data["fe"])))}}, Json, JsonConfig)
+def parquet(rows):
+    return lambda p: datasets.Dataset.from_list(rows).to_parquet(str(p))
+earth = {{split: (f"data/{{split}}-00000-of-00001.parquet", parquet(rows)) for split, rows in data["earth"].items()}}
+write("ai-earth/Earth-Iron", "default", earth, Parquet, ParquetConfig)
+clima = {{split: (f"climaqa_gold/{{split}}/{{split}}_benchmark.csv", lambda p, t=text: p.write_text(t))
+          for split, text in data["clima"].items()}}
+write("UCSD-GENIE/ClimaQA", "Gold", clima, Csv, CsvConfig)
+"""
+    earth = {
+        split: [
+            {"idx": i, "question": q, "reasoning_chain": "", "answer": a, "task": ["knowledge_qa", "analysis"][i],
+             "sphere": ["Hydrosphere", "Lithosphere"][i], "subject": "earth", "sub_discipline": "all"}
+            for i, (q, a) in enumerate(rows)
+        ]
+        for split, rows in EARTHSE.items()
+    }  # fmt: skip
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("HF_DATASETS_CACHE", None)
+    data = json.dumps({"fe": FORMATIONEVAL, "earth": earth, "clima": CLIMAQA})
+    proc = subprocess.run([sys.executable, "-c", code], env=env, input=data, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory) -> Path:
+    """The ``cache_dir`` holding the three stand-in datasets."""
+    root = tmp_path_factory.mktemp("hub_benchmarks")
+    write_hub_caches(root / "home", root / "datasets")
+    return root / "datasets"
+
+
+def test_hub_benchmarks_from_the_cache(tmp_path, tiny_model, cli_env, hub_cache) -> None:
+    """FormationEval (both protocols), Earth-Iron and ClimaQA Gold in one run, offline from the cache; a judge that
+    always says B: EarthSE's free-form answers win (B is the model's), ClimaQA's verdict is malformed."""
+    from geo_factory.eval.answers import extract_letter, fold, phrases, strip_reasoning
+
+    work = workdir(tmp_path, tiny_model)
+    config = {
+        "model_name_or_path": "models/tiny-mistral", "template": "mistral", "cache_dir": str(hub_cache),
+        "task": "formationeval,formationeval_gen,earth_iron,climaqa_gold", "n_shot": 1, "max_new_tokens": 8,
+        "batch_size": 8, "save_dir": "out", "judge_model": "stand-in", "judge_api_key_env": KEY_ENV,
+        "judge_max_retries": 0,
+    }  # fmt: skip
+    with serving(cli_env[KEY_ENV], "B") as server:
+        config["judge_api_base"] = server.api_base
+        (work / "eval.yaml").write_text(yaml.safe_dump(config))
+        run_cli("eval", work / "eval.yaml", cwd=work, env=cli_env)
+    results = json.loads((work / "out" / "results.json").read_text())
+    tasks, predictions = results["tasks"], _predictions(work / "out")
+    mine = {name: [p for p in predictions if p["task"] == name] for name in tasks}
+    assert {name: (s["scored"], s["total"]) for name, s in tasks.items()} == {
+        "formationeval": (4, 4), "formationeval_gen": (4, 4),
+        **{f"earth_iron_{short}": (2, 2) for short in ("mc", "tf", "fib", "free")},
+        "climaqa_gold_mcq": (2, 2), "climaqa_gold_mcq_gen": (2, 2), "climaqa_gold_cloze": (2, 2),
+        "climaqa_gold_ffq": (1, 1),
+    }  # fmt: skip
+    assert results["settings"]["hub_datasets"]["earth_iron_free"] == "hub:ai-earth/Earth-Iron/free_form"
+    assert tasks["climaqa_gold_ffq"]["source"] == "hub:UCSD-GENIE/ClimaQA/Gold/ffq"
+
+    # FormationEval: the options' likelihoods, and the authors' extraction of the generated letter
+    assert [p["gold"] for p in mine["formationeval"]] == ["A", "B", "C", "D"]
+    assert all(len(p["probs"]) == 4 for p in mine["formationeval"])
+    for p in mine["formationeval_gen"]:
+        assert p["prediction"] == extract_letter(strip_reasoning(p["response"]))
+        assert p["correct"] == (p["prediction"] == p["gold"])
+    for name in ("formationeval", "formationeval_gen"):
+        by = tasks[name]["by"]
+        assert {k: v["scored"] for k, v in by["domains"].items()} == {"Petrophysics": 4, "Geophysics": 2}
+        assert {k: v["scored"] for k, v in by["difficulty"].items()} == {"easy": 2, "hard": 2}
+        assert {k: v["scored"] for k, v in by["calc_required"].items()} == {"False": 3, "True": 1}
+        assert sum(v["correct"] for v in by["difficulty"].values()) == tasks[name]["correct"]
+
+    # EarthSE: the authors' exact match, and folded (and phrases) beside it; free-form by win rate and overlap
+    for short in ("mc", "tf", "fib"):
+        for p in mine[f"earth_iron_{short}"]:
+            reply = strip_reasoning(p["response"])
+            assert p["correct"] == (bool(reply) and reply == p["gold"])
+            assert p["correct_folded"] == (bool(reply) and fold(reply) == fold(p["gold"]))
+        assert set(tasks[f"earth_iron_{short}"]["by"]["sphere"]) == {"Hydrosphere", "Lithosphere"}
+        assert set(tasks[f"earth_iron_{short}"]["by"]["task_type"]) == {"knowledge_qa", "analysis"}
+    for p in mine["earth_iron_fib"]:
+        assert p["correct_phrases"] == (p["prediction"] is not None and phrases(p["prediction"]) == phrases(p["gold"]))
+    free = tasks["earth_iron_free"]
+    answered = [p for p in mine["earth_iron_free"] if p["prediction"] is not None]
+    assert all(p["correct"] for p in answered) and free["correct"] == len(answered)
+    assert 0 <= free["rouge-l"] <= 100 and 0 <= free["bleu-4"] <= 100
+    asked = [r["messages"][-1]["content"] for r in server.requests if "Answer A Start" in r["messages"][-1]["content"]]
+    assert len(asked) == len(answered)
+    for text, p in zip(asked, answered):
+        assert f"**[Answer A Start]**\n{p['gold']}\n" in text and f"**[Answer B Start]**\n{p['prediction']}\n" in text
+
+    # ClimaQA: rows validated False left out of Gold's mcq and ffq; the judge's "B" is no verdict: a judge failure
+    assert [p["gold"] for p in mine["climaqa_gold_mcq"]] == ["A", "A"]
+    assert set(tasks["climaqa_gold_cloze"]["by"]["complexity"]) == {"BASE", "HYPOTHETICAL"}
+    ffq = mine["climaqa_gold_ffq"]
+    judged = [p for p in ffq if p["prediction"] is not None]
+    assert tasks["climaqa_gold_ffq"]["judge_failures"] == len(judged) and not any(p["correct"] for p in ffq)
+    assert all(p["judge_attempts"] == 1 and p["judge_last_reply"] == "B" for p in judged)
+
+
+def test_offline_and_not_cached_stops_before_the_model(tmp_path, tiny_model, cli_env) -> None:
+    work = workdir(tmp_path, tiny_model)
+    config = {"model_name_or_path": "models/tiny-mistral", "task": "earth_silver", "save_dir": "out",
+              "cache_dir": str(tmp_path / "empty")}  # fmt: skip
+    (work / "eval.yaml").write_text(yaml.safe_dump(config))
+    proc = run_cli("eval", work / "eval.yaml", cwd=work, env=cli_env, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "all params" not in proc.stderr and not (work / "out").exists()
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "llamafactory-cli eval: error: `earth_silver_mc` reads the hub dataset ai-earth/Earth-Silver (split "
+        "multiple_choice), which is not in the cache and the hub cannot be reached (HF_HUB_OFFLINE=1): run once "
+        "online to cache it, or leave `earth_silver_mc` out of `task`."
+    )
+
+
+def test_a_changed_column_is_named() -> None:
+    import datasets
+
+    from geo_factory.eval.data import EvalDataError
+    from geo_factory.eval.families.earthse import EarthSETask
+    from geo_factory.eval.families.hub import check_columns
+
+    row = {"idx": [0], "question": ["q"], "answer": ["a"], "task": ["analysis"], "sphere": ["Biosphere"]}
+    with pytest.raises(EvalDataError, match=r"^Earth-Iron: unexpected column `level` \(known: "):
+        check_columns(
+            datasets.Dataset.from_dict({**row, "level": [1]}), EarthSETask.required, EarthSETask.known, "Earth-Iron"
+        )
+    without = {k: v for k, v in row.items() if k != "sphere"}
+    with pytest.raises(
+        EvalDataError, match=r"^Earth-Iron: no column `sphere` \(columns: idx, question, answer, task\)"
+    ):
+        check_columns(datasets.Dataset.from_dict(without), EarthSETask.required, EarthSETask.known, "Earth-Iron")

@@ -44,8 +44,11 @@ class Plan:
         others = [binding for family, binding in self.bindings.items() if family != "geobench"]
         main = others[0] if others else geobench
         data = {"task_dir": str(main.folder), "layout": main.layout}
+        hub = {name: source for binding in others for name, source in binding.hub.items()}
+        if hub:
+            data["hub_datasets"] = hub
         if main.hub:  # no folder: the hub datasets stand where it would be
-            data.update(task_dir=", ".join(main.hub.values()), hub_datasets=dict(main.hub))
+            data["task_dir"] = ", ".join(dict.fromkeys(hub.values()))
         if geobench is not None and others:
             data.update(geobench_task_dir=str(geobench.folder), geobench_layout=geobench.layout)
         return data

@@ -118,7 +118,17 @@ class PromptEncoder:
 
     def prompt_length(self, messages: list[dict[str, str]]) -> int:
         """Tokens of a generation prompt, encoded as LLaMA-Factory's inference engines encode it."""
-        return len(self.template.encode_oneturn(self.tokenizer, [*messages, {"role": "assistant", "content": ""}])[0])
+        system, messages = split_system(messages)
+        paired = [*messages, {"role": "assistant", "content": ""}]
+        return len(self.template.encode_oneturn(self.tokenizer, paired, system)[0])
+
+
+def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
+    """(system prompt, the turns): a conversation may open with a system message (a benchmark's own prompt), which
+    LLaMA-Factory's templates and engines take apart from the turns."""
+    if messages and messages[0]["role"] == "system":
+        return messages[0]["content"], messages[1:]
+    return None, messages
 
 
 class LikelihoodScorer(PromptEncoder):
@@ -343,10 +353,13 @@ def generate(
     engine = chat_model.engine
     if isinstance(engine, HuggingfaceEngine):
         return _hf_replies(engine, conversations, concurrency, sampling or {})
+
+    def reply(conversation: list[dict[str, str]]) -> str:
+        system, messages = split_system(conversation)
+        return chat_model.chat(messages, system, **(sampling or {}))[0].response_text
+
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        responses = pool.map(
-            lambda messages: chat_model.chat(messages, **(sampling or {}))[0].response_text, conversations
-        )
+        responses = pool.map(reply, conversations)
         return list(responses)
 
 
@@ -359,7 +372,8 @@ def _hf_replies(
     from .generation import BatchGenerator
 
     prompts, config = [], None
-    for messages in conversations:
+    for conversation in conversations:
+        system, messages = split_system(conversation)
         kwargs, _ = engine._process_args(
             engine.model,
             engine.tokenizer,
@@ -367,6 +381,7 @@ def _hf_replies(
             engine.template,
             engine.generating_args,
             messages,
+            system,
             input_kwargs=dict(sampling),  # popped from
         )
         prompts.append(kwargs["input_ids" if "input_ids" in kwargs else "inputs"][0].tolist())

@@ -101,10 +101,115 @@ for _name, _folder, _what in (
 ):
     register(Task(_name, "general", _what, "choice", {GENERAL_LAYOUT: f"{_folder}/{_folder}.zip"}))
 
+
+def hub_task(task: str, family: str, description: str, kind: str, repo: str, split: str, **extra: Any) -> Task:
+    """A task read from a hub dataset's split (:mod:`.families.hub`); ``extra`` (config ``name``, ``variant``: the
+    family's class for it) goes to its config."""
+    source = f"hub:{repo}" + (f"/{extra['name']}" if extra.get("name") else "") + f"/{split}"
+    return Task(task, family, description, kind, {"hub": source}, config={"repo": repo, "split": split, **extra})
+
+
+# The geoscience benchmarks published since GeoBench (#35), read from their hub datasets
+_FORMATIONEVAL = "AlmazErmilov/FormationEval"
+register(
+    hub_task(
+        "formationeval",
+        "formationeval",
+        "FormationEval, option likelihood",
+        "choice",
+        _FORMATIONEVAL,
+        "test",
+        variant="choice",
+    )
+)
+register(
+    hub_task(
+        "formationeval_gen",
+        "formationeval",
+        "FormationEval, the authors' generative protocol",
+        "answer",
+        _FORMATIONEVAL,
+        "test",
+        variant="generated",
+    )
+)
+_EARTHSE = {"multiple_choice": "mc", "true_false": "tf", "fill_in_the_blank": "fib", "free_form": "free"}
+for _level in ("iron", "silver"):
+    for _split, _short in _EARTHSE.items():
+        register(
+            hub_task(
+                f"earth_{_level}_{_short}",
+                "earthse",
+                f"EarthSE Earth-{_level.title()}, {_split}",
+                "answer",
+                f"ai-earth/Earth-{_level.title()}",
+                _split,
+                variant=_split,
+            )
+        )
+for _level in ("Gold", "Silver"):
+    _repo, _low = "UCSD-GENIE/ClimaQA", _level.lower()
+    register(
+        hub_task(
+            f"climaqa_{_low}_mcq",
+            "climaqa",
+            f"ClimaQA {_level}, multiple choice (likelihood)",
+            "choice",
+            _repo,
+            "mcq",
+            name=_level,
+            variant="mcq",
+        )
+    )
+    register(
+        hub_task(
+            f"climaqa_{_low}_mcq_gen",
+            "climaqa",
+            f"ClimaQA {_level}, multiple choice (the authors' prompt, generated)",
+            "answer",
+            _repo,
+            "mcq",
+            name=_level,
+            variant="mcq_gen",
+        )
+    )
+    register(
+        hub_task(
+            f"climaqa_{_low}_cloze",
+            "climaqa",
+            f"ClimaQA {_level}, cloze",
+            "answer",
+            _repo,
+            "cloze",
+            name=_level,
+            variant="cloze",
+        )
+    )
+    register(
+        hub_task(
+            f"climaqa_{_low}_ffq",
+            "climaqa",
+            f"ClimaQA {_level}, free-form (judge, ROUGE-L, BLEU-4)",
+            "answer",
+            _repo,
+            "ffq",
+            name=_level,
+            variant="ffq",
+        )
+    )
+
 SUITES: dict[str, tuple[str, ...]] = {
     OBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if task.objective and task.family == "geobench"),
     SUBJECTIVE_SUITE: tuple(name for name, task in TASKS.items() if not task.objective),
     JIUZHOU_SUITE: (*AVERAGE_OF, "ceval_validation", "cmmlu_test", "mmlu_test"),
+    **{
+        f"earth_{level}": tuple(f"earth_{level}_{short}" for short in _EARTHSE.values())
+        for level in ("iron", "silver")
+    },
+    **{
+        f"climaqa_{level}": tuple(f"climaqa_{level}_{part}" for part in ("mcq", "mcq_gen", "cloze", "ffq"))
+        for level in ("gold", "silver")
+    },
 }
 
 
@@ -126,6 +231,12 @@ def check_task_names(
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(key, f"Unknown evaluation task `{name}` in `{key}`.{hint} Known: {', '.join(known)}.")
+        if objective_only and any(registry[member].kind == "answer" for member in SUITES.get(name, (name,))):
+            raise ConfigError(
+                key,
+                f"`{key}` scores option likelihoods during training; `{name}` is scored on generated answers: "
+                "evaluate it with `llamafactory-cli eval`.",
+            )
         if objective_only and (name == SUBJECTIVE_SUITE or (name in registry and not registry[name].objective)):
             raise ConfigError(
                 key,

@@ -86,6 +86,16 @@ class GeneratedTask(BoundTask):
         return {**super().fingerprint(), f"answers:{self.name}": self.answer_spec.fingerprint()}
 
 
+class ZeroShot:
+    """No exemplars, whatever `n_shot` says: the protocol of a benchmark whose authors ask zero-shot."""
+
+    def __init__(self, pool: list[Any]) -> None:
+        self.pool = pool
+
+    def exemplars(self, question: Any) -> tuple[int, ...]:
+        return ()
+
+
 def read_answers(task: str, path: Path, spec: AnswerSpec, columns: dict[str, str]) -> list[AnswerQuestion]:
     """The questions and reference answers of one file; a reference the answer type cannot hold is an error."""
     questions = []
