@@ -52,6 +52,7 @@ LONGEST_FIRST = (
     "test_lm_eval_export.py",
     "test_general_eval.py",
     "test_general_hub.py",
+    "test_new_benchmarks.py",
     "test_custom_eval.py",
     "test_hooks.py",
     "test_run_args.py",
