@@ -409,3 +409,35 @@ def test_a_changed_column_is_named() -> None:
         EvalDataError, match=r"^Earth-Iron: no column `sphere` \(columns: idx, question, answer, task\)"
     ):
         check_columns(datasets.Dataset.from_dict(without), EarthSETask.required, EarthSETask.known, "Earth-Iron")
+
+
+def test_objective_parts_in_training(tmp_path, tiny_model, cli_env, hub_cache, parse_train) -> None:
+    """FormationEval and ClimaQA's multiple choice by likelihood during pretraining (learning rate 0: the base model),
+    logged as eval scores them; a generated-answer task is refused at parsing."""
+    from conftest import example, read_trainer_log
+
+    work = workdir(tmp_path, tiny_model)
+    config = yaml.safe_load(example("tiny/tiny_lora_pretrain.yaml").read_text())
+    for key in ("val_size", "eval_strategy", "eval_steps", "eval_on_start", "per_device_eval_batch_size"):
+        config.pop(key, None)
+    config.update(
+        output_dir="out", max_steps=1, save_steps=100, plot_loss=False, learning_rate=0.0, cache_dir=str(hub_cache),
+        geobench_eval_steps=1, geobench_tasks="formationeval,climaqa_gold_mcq", geobench_n_shot=1,
+    )  # fmt: skip
+    (work / "train.yaml").write_text(yaml.safe_dump(config))
+    run_cli("train", "train.yaml", cwd=work, env=cli_env)
+    logged = next(row for row in read_trainer_log(work / "out") if "geobench_formationeval_acc" in row)
+    (work / "eval.yaml").write_text(yaml.safe_dump({
+        "model_name_or_path": "models/tiny-mistral", "cache_dir": str(hub_cache), "template": config.get("template", "default"),
+        "task": "formationeval,climaqa_gold_mcq", "n_shot": 1, "save_dir": "eval",
+    }))  # fmt: skip
+    run_cli("eval", "eval.yaml", cwd=work, env=cli_env)
+    tasks = json.loads((work / "eval" / "results.json").read_text())["tasks"]
+    for name in ("formationeval", "climaqa_gold_mcq"):
+        assert logged[f"geobench_{name}_acc"] == pytest.approx(tasks[name]["accuracy"], abs=1e-3)
+
+    with pytest.raises(
+        ValueError,
+        match="`geobench_tasks` scores option likelihoods during training; `earth_iron` is scored on generated answers",
+    ):
+        parse_train("train.yaml", "geobench_tasks=earth_iron", cwd=work)
