@@ -6,9 +6,13 @@ continuation, an empty context is the prefix token) and ``loglikelihood_rolling`
 shared-prefix batched scorer (:meth:`.scoring.LikelihoodScorer.continuations`): the options of one context run its
 prefix once. ``generate_until`` runs the batched generator (:mod:`.generation`) with the harness's stop strings and
 ``max_gen_toks``, greedy or sampled as the task's ``generation_kwargs`` say. Contexts are cut from the left to the
-model's length as the harness's Hugging Face backend cuts them, so the same requests meet the same tokens. Under
-torchrun the harness gives each rank every world-size-th document and gathers them on rank 0 through
-:meth:`all_gather` and :meth:`gather_object`; a document is scored on its own tokens whichever rank scores it.
+model's length as the harness's Hugging Face backend cuts them, so the same requests meet the same tokens.
+
+Under torchrun every process runs the harness whole, as one process would (the harness's few-shot draws follow one
+random sequence over the documents in order, so splitting the documents would change the prompts), and the
+*requests* are shared: each process answers a contiguous share of them in the scorer's order (distinct rows sorted
+by their tokens, so a shared prefix stays on one process; generations by length) and every process receives every
+answer. A request is answered on its own tokens whichever process answers it, so the answers are one process's.
 """
 
 from __future__ import annotations
@@ -16,13 +20,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
-from .distributed import World
+from .distributed import World, shares
 from .generation import BatchGenerator
 from .scoring import Continuation, LikelihoodScorer
 
@@ -50,37 +53,10 @@ class GeoFactoryLM(TemplateLM):
         super().__init__()
         self.tokenizer, self.template, self.max_length = tokenizer, template, max_length
         self.template_name = template_name or "default"
-        world = world or World()
-        self._rank, self._world_size = world.rank, world.size  # the harness gives each rank its share of documents
+        self.world = world or World()  # the harness itself sees one process: see the module's docstring
         self.scorer = LikelihoodScorer(model, tokenizer, template, batch_size)
         self.generator = BatchGenerator(model, tokenizer, batch_size)
         self._device = model.device
-
-    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every rank's tensor, concatenated (the harness gathers request counts with it)."""
-        if self.world_size == 1:
-            return tensor
-        import torch.distributed as dist
-
-        tensor = tensor.reshape(1) if tensor.dim() == 0 else tensor
-        every = [torch.zeros_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(every, tensor)
-        return torch.cat(every)
-
-    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
-        if self.world_size == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        every = [None] * self.world_size if self.rank == dst else None
-        dist.gather_object(obj, every, dst=dst)
-        return every
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
 
     @property
     def eot_token_id(self) -> int:
@@ -113,15 +89,30 @@ class GeoFactoryLM(TemplateLM):
         for _, context, continuation in requests:
             whole = (context + continuation)[-(self.max_length + 1) :]
             items.append(Continuation(whole[: len(whole) - len(continuation)], continuation))
-        answers: list[tuple[float, bool] | None] = [None] * len(items)
-        with tqdm(total=len(items), desc="loglikelihood", disable=disable_tqdm) as bar:
-            for batch in self.scorer.continuations(items):
-                for i, logprob, greedy in batch:
-                    answers[i] = (logprob, greedy)
-                    if requests[i][0] is not None:
-                        self.cache_hook.add_partial("loglikelihood", requests[i][0], answers[i])
+        rows = sorted({item.row for item in items})
+        mine = {rows[i] for i in shares(rows, self.world.size)[self.world.rank]}
+        share = [i for i, item in enumerate(items) if item.row in mine]
+        answers: dict[int, tuple[float, bool]] = {}
+        with tqdm(total=len(share), desc="loglikelihood", disable=disable_tqdm or not self.world.main) as bar:
+            for batch in self.scorer.continuations([items[i] for i in share]):
+                for j, logprob, greedy in batch:
+                    answers[share[j]] = (logprob, greedy)
                 bar.update(len(batch))
-        return answers
+        answers = self._everyone(answers)
+        for i, (strings, _, _) in enumerate(requests):
+            if strings is not None:
+                self.cache_hook.add_partial("loglikelihood", strings, answers[i])
+        return [answers[i] for i in range(len(items))]
+
+    def _everyone(self, answers: dict[int, Any]) -> dict[int, Any]:
+        """Every process's answers, on every process."""
+        if self.world.size == 1:
+            return answers
+        import torch.distributed as dist
+
+        every: list[dict[int, Any] | None] = [None] * self.world.size
+        dist.all_gather_object(every, answers)
+        return {i: answer for part in every for i, answer in part.items()}
 
     def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
         """The whole text's log-probability, in the harness's disjoint windows of the model's length."""
@@ -162,11 +153,17 @@ class GeoFactoryLM(TemplateLM):
                         f"`max_gen_toks: {max_gen_toks}` leaves no room for a prompt in the model's {self.max_length} "
                         "positions."
                     )
-                prompts = [self.tok_encode(requests[i].args[0])[-room:] for i in members]
+                prompts = {i: self.tok_encode(requests[i].args[0])[-room:] for i in members}
+                by_length = sorted(members, key=lambda i: -len(prompts[i]))
+                share = [by_length[j] for j in shares(by_length, self.world.size)[self.world.rank]]
                 texts = self.generator.generate(
-                    prompts, stop_ids={self.eot_token_id}, stop_strings=until, max_new_tokens=max_gen_toks, **kwargs
+                    [prompts[i] for i in share],
+                    stop_ids={self.eot_token_id},
+                    stop_strings=until,
+                    max_new_tokens=max_gen_toks,
+                    **kwargs,
                 )
-                for i, text in zip(members, texts):
+                for i, text in self._everyone(dict(zip(share, texts))).items():
                     replies[i] = text
                     self.cache_hook.add_partial("generate_until", requests[i].args, text)
                 bar.update(len(members))

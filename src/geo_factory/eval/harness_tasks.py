@@ -130,7 +130,7 @@ class HarnessTasks:
             path = self._finished(name)
             if name not in self.done:
                 try:
-                    summary = self.evaluate(name, lm, model)
+                    summary = self.evaluate(name, lm, model, main)
                 except Exception as err:  # the other tasks' results stand; this one is named in the notes
                     notes.append(f"{PREFIX}{name} failed and has no result: {type(err).__name__}: {err}")
                     logger.exception(notes[-1])
@@ -143,13 +143,14 @@ class HarnessTasks:
                     summaries.update(json.load(f))
         return summaries, notes
 
-    def evaluate(self, name: str, lm: LM, model: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """One requested name through ``simple_evaluate``: the summary of each row of its table."""
+    def evaluate(self, name: str, lm: LM, model: dict[str, Any], main: bool = True) -> dict[str, dict[str, Any]]:
+        """One requested name through ``simple_evaluate``: the summary of each row of its table (on the main
+        process; the others answer their share of the requests and return nothing)."""
         from lm_eval import simple_evaluate
         from lm_eval.loggers import EvaluationTracker
 
         o = self.options
-        tracker = EvaluationTracker(output_path=str(self.save / HARNESS_FILES)) if o.log_samples else None
+        tracker = EvaluationTracker(output_path=str(self.save / HARNESS_FILES)) if o.log_samples and main else None
         results = simple_evaluate(
             model=lm,
             model_args=model,
@@ -167,7 +168,7 @@ class HarnessTasks:
             torch_random_seed=o.seed,
             fewshot_random_seed=o.seed,
         )
-        if results is None:  # not the harness's main process
+        if results is None or not main:
             return {}
         if tracker is not None:
             samples = results.pop("samples")
