@@ -441,3 +441,13 @@ def test_objective_parts_in_training(tmp_path, tiny_model, cli_env, hub_cache, p
         match="`geobench_tasks` scores option likelihoods during training; `earth_iron` is scored on generated answers",
     ):
         parse_train("train.yaml", "geobench_tasks=earth_iron", cwd=work)
+
+
+def test_export_lm_eval_refuses_generated_answers(tmp_path) -> None:
+    from geo_factory.eval.lm_eval_export import export
+
+    with pytest.raises(
+        ValueError, match=r"^export-lm-eval writes multiple-choice tasks; earth_iron_mc, earth_iron_tf, "
+    ):
+        export(tmp_path / "out", "models/none", task="earth_iron")
+    assert not (tmp_path / "out").exists()

@@ -268,8 +268,8 @@ def create_train_tab(create_train_tab: Callable, engine: Engine) -> dict[str, Co
             tspt["tspt_vocab_init"] = gr.Dropdown(choices=["prepared", "mean", "random"], value="prepared", scale=1)
 
     with gr.Accordion(open=False) as geobench_tab, gr.Row():
-        objective = [name for name, task in TASKS.items() if task.objective]
-        suites = [name for name, members in SUITES.items() if all(TASKS[m].objective for m in members)]
+        objective = [name for name, task in TASKS.items() if task.objective and task.kind != "answer"]  # likelihood
+        suites = [name for name, members in SUITES.items() if all(m in objective for m in members)]
         geobench = {
             "geobench_tab": geobench_tab,
             "geobench_eval_steps": gr.Number(value=0, precision=0, minimum=0),

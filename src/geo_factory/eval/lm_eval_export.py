@@ -225,6 +225,12 @@ def export(
     tasks = registry(task_dir)
     check_task_names(split(task), key="--task", registry=tasks)
     others = [name for name in members(split(task)) if tasks[name].family == "general" or not tasks[name].objective]
+    generated = [name for name in members(split(task)) if tasks[name].kind == "answer"]
+    if generated:  # their extraction and matching are geo-factory's, not a harness filter
+        raise ValueError(
+            f"export-lm-eval writes multiple-choice tasks; {', '.join(generated)} "
+            f"{'is' if len(generated) == 1 else 'are'} scored on generated answers: evaluate with `llamafactory-cli eval`."
+        )
     if others:
         raise ValueError(f"export-lm-eval writes objective GeoBench tasks and your own; not {', '.join(others)}.")
     out = Path(out_dir)
