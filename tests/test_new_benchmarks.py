@@ -5,15 +5,13 @@ pinned: the tests check what the scoring guarantees for whatever it wrote, and e
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
+import hub_standins
 from conftest import run_cli, workdir
 from openai_standin import serving
 
@@ -218,7 +216,6 @@ def test_generated_answers_of_every_type(tmp_path, tiny_model, cli_env) -> None:
 # ---------------------------------------------------------------------------------------------
 # The hub benchmarks, on stand-in caches of invented rows written as `datasets` leaves them
 
-REVISION = "5e0c3d1a2b4f6a8c9d0e1f2a3b4c5d6e7f8a9b0c"  # any commit hash: the stand-ins' revision
 FORMATIONEVAL = [
     {"id": f"fe_{i}", "question": f"Which log reads porosity in well {i}?", "choices": [f"log {c} {i}" for c in "abcd"],
      "answer_index": i % 4, "answer_key": "ABCD"[i % 4], "difficulty": ["easy", "hard"][i % 2],
@@ -245,45 +242,7 @@ CLIMAQA = {
 
 
 def write_hub_caches(hf_home: Path, cache_dir: Path) -> None:
-    """FormationEval (JSON), Earth-Iron (Parquet) and ClimaQA Gold (CSV) as ``load_dataset`` caches them online: the
-    files in the hub cache's snapshot layout and the prepared ``datasets`` cache in ``cache_dir``; run in a child
-    process, as ``datasets`` reads HF_HOME when first imported."""
-    code = f"""
-import json, sys
-from pathlib import Path
-import datasets, huggingface_hub
-from datasets.data_files import DataFilesDict
-from datasets.load import configure_builder_class
-from datasets.packaged_modules.csv.csv import Csv, CsvConfig
-from datasets.packaged_modules.json.json import Json, JsonConfig
-from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
-
-def write(repo_id, config, files, builder, builder_config):
-    repo = Path(huggingface_hub.constants.HF_HUB_CACHE) / ("datasets--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text({REVISION!r})
-    paths = {{}}
-    for split, (name, write_file) in files.items():
-        path = repo / "snapshots" / {REVISION!r} / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_file(path)
-        paths[split] = [str(path)]
-    cfg = builder_config(name=config, data_files=DataFilesDict.from_patterns(paths))
-    name = repo_id.split("/")[1]
-    cls = configure_builder_class(builder, builder_configs=[cfg], default_config_name=None, dataset_name=name)
-    cls(config_name=config, dataset_name=name, repo_id=repo_id, hash={REVISION!r}, cache_dir={str(cache_dir)!r}).download_and_prepare()
-
-data = json.load(sys.stdin)
-write("AlmazErmilov/FormationEval", "default",
-      {{"test": ("formationeval_v0.1.json", lambda p: p.write_text(json.dumps(data["fe"])))}}, Json, JsonConfig)
-def parquet(rows):
-    return lambda p: datasets.Dataset.from_list(rows).to_parquet(str(p))
-earth = {{split: (f"data/{{split}}-00000-of-00001.parquet", parquet(rows)) for split, rows in data["earth"].items()}}
-write("ai-earth/Earth-Iron", "default", earth, Parquet, ParquetConfig)
-clima = {{split: (f"climaqa_gold/{{split}}/{{split}}_benchmark.csv", lambda p, t=text: p.write_text(t))
-          for split, text in data["clima"].items()}}
-write("UCSD-GENIE/ClimaQA", "Gold", clima, Csv, CsvConfig)
-"""
+    """The fixture rows above as the three hub datasets (:mod:`hub_standins`)."""
     earth = {
         split: [
             {"idx": i, "question": q, "reasoning_chain": "", "answer": a, "task": ["knowledge_qa", "analysis"][i],
@@ -292,12 +251,7 @@ write("UCSD-GENIE/ClimaQA", "Gold", clima, Csv, CsvConfig)
         ]
         for split, rows in EARTHSE.items()
     }  # fmt: skip
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    env.pop("HF_HUB_CACHE", None)
-    env.pop("HF_DATASETS_CACHE", None)
-    data = json.dumps({"fe": FORMATIONEVAL, "earth": earth, "clima": CLIMAQA})
-    proc = subprocess.run([sys.executable, "-c", code], env=env, input=data, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    hub_standins.write(hf_home, cache_dir, FORMATIONEVAL, earth, CLIMAQA)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,9 @@ how to read, prompt and summarise it, so nothing here imports a reader and the e
 benchmark it runs. Suites name several tasks. GeoBench tasks read a GeoBench folder (K2 or JiuZhou layout); the
 general benchmarks (``mmlu_test``, ``cmmlu_test``, ``ceval_validation``, LLaMA-Factory's pre-0.9.5 names) read
 LLaMA-Factory's evaluation layout. ``jiuzhou`` is JiuZhou's table: GeoBench's NPEE and APStudy (and their
-average) beside C-Eval, CMMLU and MMLU.
+average) beside C-Eval, CMMLU and MMLU. FormationEval, EarthSE and ClimaQA read their hub datasets' splits
+(:func:`hub_task`); their generated-answer tasks have ``kind: answer`` (scored by an answer type, never by option
+likelihood, so never in training).
 """
 
 from __future__ import annotations
