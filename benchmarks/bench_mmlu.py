@@ -154,7 +154,7 @@ def _margin(probs: dict[str, float]) -> float:
 def run_harness(work: Path, tasks: Path, env: dict[str, str], repeat: int) -> tuple[float, dict]:
     out = work / f"harness_{repeat}"
     cmd = [
-        str(ARGS.harness / "bin" / "lm_eval"), "--model", "hf", "--device", "cpu",
+        str(ARGS.harness / "bin" / "python"), "-m", "lm_eval", "--model", "hf", "--device", "cpu",
         "--model_args", f"pretrained={ARGS.model},dtype=float32", "--include_path", str(tasks),
         "--tasks", f"bench_{ARGS.benchmark}", "--num_fewshot", "5", "--batch_size", str(ARGS.batch_size),
         "--log_samples", "--output_path", str(out),

@@ -2,11 +2,13 @@
 # lm-evaluation-harness in its own virtual environment, so that it cannot disturb LLaMA-Factory's pins in .venv.
 #
 #   bash scripts/lm_eval_env.sh [TARGET]     (default TARGET: .venv-lm-eval; LM_EVAL_VERSION=0.4.13)
-#   TARGET/bin/lm_eval --model hf --model_args pretrained=MODEL --include_path DIR --tasks geobench
+#   TARGET/bin/python -m lm_eval --model hf --model_args pretrained=MODEL --include_path DIR --tasks geobench
 #
 # TARGET sees .venv's packages (torch, transformers, datasets, ...) through a .pth line placed after its own
 # site-packages, so pip downloads only what lm-eval adds (evaluate, sacrebleu, scikit-learn, ...); a package that
-# lm-eval needs in another version goes into TARGET, where it shadows .venv's copy without touching it.
+# lm-eval needs in another version goes into TARGET, where it shadows .venv's copy without touching it. Where .venv
+# holds lm-eval already (its `dev` extra), pip finds it there and writes no TARGET/bin/lm_eval: `python -m lm_eval`
+# runs it either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:-.venv-lm-eval}"
