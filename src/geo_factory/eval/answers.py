@@ -27,6 +27,7 @@ import re
 import statistics
 import unicodedata
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -387,16 +388,7 @@ def answer_records(
                 "prediction": prediction,
                 "shots": chat.shots,
             }
-            if spec.type == "judge":
-                if prediction is None:
-                    record["correct"] = False
-                else:
-                    verdict_ = verdict(judge, spec.verdict, question.question, question.answer, prediction)
-                    record["correct"] = bool(verdict_.pop("verdict"))
-                    record["judge_failed"] = "last_reply" in verdict_
-                    record.update({f"judge_{key}": value for key, value in verdict_.items()})
-            else:
-                record["correct"] = matches(prediction, question.answer, spec)
+            record["correct"] = spec.type != "judge" and matches(prediction, question.answer, spec)
             for how in spec.also:
                 record[f"correct_{how}"] = matches(prediction, question.answer, spec, how)
             if spec.overlap:
@@ -404,6 +396,16 @@ def answer_records(
             if n > 1:
                 record["samples"] = [{"response": t, "prediction": p} for t, p in zip(mine, extracted)]
             records.append(record)
+        if spec.type == "judge":  # the batch's verdicts, asked concurrently as the judge of subjective tasks is
+            asked = [(q, r) for q, r in zip(batch, records) if r["prediction"] is not None]
+            with ThreadPoolExecutor(max_workers=max(1, len(asked))) as pool:
+                verdicts = pool.map(
+                    lambda qr: verdict(judge, spec.verdict, qr[0].question, qr[0].answer, qr[1]["prediction"]), asked
+                )
+                for (_, record), found in zip(asked, verdicts):
+                    record["correct"] = bool(found.pop("verdict"))
+                    record["judge_failed"] = "last_reply" in found
+                    record.update({f"judge_{key}": value for key, value in found.items()})
         yield records
 
 
