@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .scoring import _clusters, _common_prefix, _plain_cache
+from .scoring import _clusters, _common_prefix, _plain_cache, expanded, run_prefix
 
 
 if TYPE_CHECKING:
@@ -61,16 +61,10 @@ class BatchGenerator:
 
     def _prefix(self, prompts: list[list[int]]) -> tuple[int, Any]:
         """Run the prefix the prompts share (each keeps one token of its own) once; (its length, its cache)."""
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
         length = min(_common_prefix(prompts), min(map(len, prompts)) - 1)
-        if length < 1:
-            return 0, None
-        cache = self.model(input_ids=torch.tensor([prompts[0][:length]], device=self.model.device), use_cache=True)
-        cache = cache.past_key_values
-        if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
-            self.prefix_cache_ok = False
+        cache = run_prefix(self.model, prompts[0][:length]) if length >= 1 else None
+        if cache is None:
+            self.prefix_cache_ok = self.prefix_cache_ok and length < 1
             return 0, None
         return length, cache
 
@@ -78,8 +72,6 @@ class BatchGenerator:
         self, prompts: list[list[int]], prefix: int, cache: Any, stops: list[str], kwargs: dict[str, Any]
     ) -> list[list[int]]:
         """The new tokens of each prompt: the shared prefix from ``cache``, then each row's rest, left-padded."""
-        from transformers import DynamicCache
-
         rows, device = len(prompts), self.model.device
         width = max(len(prompt) for prompt in prompts) - prefix
         input_ids = torch.full((rows, prefix + width), self.pad_id, dtype=torch.long)
@@ -91,10 +83,7 @@ class BatchGenerator:
             attention_mask[row, prefix + width - (len(prompt) - prefix) :] = 1
         extra = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
         if cache is not None:
-            past = [
-                (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cache.layers
-            ]
-            extra["past_key_values"] = DynamicCache(ddp_cache_data=past)
+            extra["past_key_values"] = expanded(cache, rows)
         output = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),

@@ -207,19 +207,11 @@ class LikelihoodScorer(PromptEncoder):
 
     def _prefix(self, seqs: list[list[int]]) -> tuple[int, Any]:
         """Run the prefix the sequences share (each keeps one token of its own) once, and keep its cache."""
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
         prefix_len = self._prefix_len(seqs)
         if prefix_len < 1:
             return 0, None
-
-        device = self.model.device
-        out = self.model(
-            input_ids=torch.tensor([seqs[0][:prefix_len]], device=device), use_cache=True, **self.keep_last
-        )
-        cache = out.past_key_values
-        if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        cache = run_prefix(self.model, seqs[0][:prefix_len], **self.keep_last)
+        if cache is None:
             self.prefix_cache_ok = False
             return 0, None
         return prefix_len, cache
@@ -229,8 +221,6 @@ class LikelihoodScorer(PromptEncoder):
     ) -> torch.Tensor:
         """Log-probabilities at the last position of each (left-padded) row, [rows, vocab]; with ``keep``, at the last
         ``keep`` positions, [rows, keep, vocab]."""
-        from transformers import DynamicCache
-
         device, rows = self.model.device, len(seqs)
         width = max(len(seq) for seq in seqs) - prefix_len
         input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
@@ -244,11 +234,7 @@ class LikelihoodScorer(PromptEncoder):
 
         kwargs: dict[str, Any] = {"use_cache": False}
         if prefix_cache is not None:
-            past = [
-                (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
-                for layer in prefix_cache.layers
-            ]
-            kwargs = {"use_cache": True, "past_key_values": DynamicCache(ddp_cache_data=past)}
+            kwargs = {"use_cache": True, "past_key_values": expanded(prefix_cache, rows)}
         logits = self.model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -285,6 +271,29 @@ def _clusters(contexts: list[tuple[int, ...]]) -> list[list[int]]:
         current, shared = [j], len(context)
     close(current)
     return [*clusters, *([alone] if alone else [])]
+
+
+def run_prefix(model: PreTrainedModel, ids: list[int], **kwargs: Any) -> Any:
+    """The key/value cache of ``ids`` run once, or None when it is not plain layers a batch can share (a
+    sliding-window or hybrid cache met at run time)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, **kwargs).past_key_values
+    if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    return cache
+
+
+def expanded(cache: Any, rows: int) -> Any:
+    """A prefix's cache as the first positions of ``rows`` rows (views: each row's new positions are its own)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(
+        ddp_cache_data=[
+            (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cache.layers
+        ]
+    )
 
 
 def _plain_cache(config: Any) -> bool:
