@@ -81,6 +81,9 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         OMP_NUM_THREADS="1",
         CUDA_VISIBLE_DEVICES="",
         PYTHONUNBUFFERED="1",
+        # the key of the tests' judge endpoints (tests/openai_standin.py): in every run's environment, so that a
+        # judged run forks from the warm server like any other (a variable of its own would make it execute afresh)
+        GEO_FACTORY_TEST_JUDGE_KEY="judge-key-for-tests",
     )
     if os.environ.get("GEO_FACTORY_TEST_EXEC", "").lower() in ("", "0", "false", "no", "off"):
         WarmCli.start(env, tmp_path_factory.mktemp("warm_cli"))  # its imports overlap the first test's set-up

@@ -16,8 +16,8 @@ from conftest import run_cli, workdir
 from openai_standin import serving
 
 
-# The judge's key: a variable the test environment already holds, so that the runs fork from the warm CLI
-KEY_ENV = "WANDB_DISABLED"
+# The judge's key: a variable every run's environment holds (conftest.cli_env), so that the runs fork from the warm CLI
+KEY_ENV = "GEO_FACTORY_TEST_JUDGE_KEY"
 
 
 def _predictions(save_dir: Path) -> list[dict]:
