@@ -251,6 +251,46 @@ def chat(config: Path | str, question: str, *overrides: str, cwd: Path, env: dic
     return answer
 
 
+class Reference:
+    """A model loaded as LLaMA-Factory's chat engine loads it, outside LLaMA-Factory: transformers and peft in this
+    process, the prompt encoded by LLaMA-Factory's template, a LoRA adapter merged as LLaMA-Factory merges it for
+    inference. A trained model's words follow the machine's floating point (another CPU rounds differently), so tests
+    compare a run's words with this reference, computed on the same machine, and never pin them."""
+
+    def __init__(
+        self, model: Path, *, template: str, adapter: Path | None = None, tool_format: str | None = None
+    ) -> None:
+        import torch
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import DataArguments
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.template = get_template_and_fix_tokenizer(
+            self.tokenizer, DataArguments(template=template, tool_format=tool_format)
+        )
+        self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+        if adapter is not None:
+            self.lm = PeftModel.from_pretrained(self.lm, adapter).merge_and_unload()
+
+    def greedy(self, prompt: list[int], max_new_tokens: int) -> list[int]:
+        """The token ids the model says greedily after ``prompt``, up to the template's stop tokens."""
+        import torch
+
+        inputs = torch.tensor([prompt])
+        with torch.no_grad():
+            out = self.lm.generate(
+                inputs,
+                attention_mask=torch.ones_like(inputs),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=self.template.get_stop_token_ids(self.tokenizer),
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        return out[0, len(prompt) :].tolist()
+
+
 def greedy_reference(
     model: Path,
     question: str,
@@ -261,38 +301,11 @@ def greedy_reference(
     tools: str | None = None,
     tool_format: str | None = None,
 ) -> str:
-    """The model's greedy answer to one user turn, through transformers and peft in this process: what a chat of the
-    same weights must print. A trained model's words follow the machine's floating point (another CPU rounds
-    differently), so tests compare with this reference, computed on the same machine, and never pin them.
-
-    The prompt is LLaMA-Factory's template encoding, the one its chat engine sends; a LoRA adapter is merged, as
-    LLaMA-Factory merges it for inference."""
-    import torch
-    from llamafactory.data import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    chat_template = get_template_and_fix_tokenizer(
-        tokenizer, DataArguments(template=template, tool_format=tool_format)
-    )
+    """The model's greedy answer to one user turn: what a chat of the same weights must print (see Reference)."""
+    reference = Reference(model, template=template, adapter=adapter, tool_format=tool_format)
     turns = [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-    prompt, _ = chat_template.encode_oneturn(tokenizer, turns, None, tools)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
-    if adapter is not None:
-        lm = PeftModel.from_pretrained(lm, adapter).merge_and_unload()
-    inputs = torch.tensor([prompt])
-    with torch.no_grad():
-        out = lm.generate(
-            inputs,
-            attention_mask=torch.ones_like(inputs),
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=chat_template.get_stop_token_ids(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True).strip()
+    prompt, _ = reference.template.encode_oneturn(reference.tokenizer, turns, None, tools)
+    return reference.tokenizer.decode(reference.greedy(prompt, max_new_tokens), skip_special_tokens=True).strip()
 
 
 def kill_when(args: list[str], cwd: Path, env: dict[str, str], path: Path, log: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, GEO_FACTORY, chat, example, greedy_reference, run_cli, workdir
+from conftest import CLI, GEO_FACTORY, Reference, chat, example, greedy_reference, run_cli, workdir
 from geo_factory.tools import TOOLS, ToolError, call_tool, observation, run_tool_calls, select_tools, tool_schemas
 from geo_factory.tools.chat import MALFORMED, unknown_tool
 
@@ -271,34 +271,21 @@ RIG_ROLES = {"human": "user", "gpt": "assistant", "function_call": "function", "
 def _unlearned_turns(model: Path) -> list[str]:
     """The rig rows' model turns (calls and answers) that ``model`` does not say greedily after the row's turns
     before them, within the cutoff_len it was trained on: the behaviour the tool-loop tests need, checked in this
-    process with transformers on the prompt LLaMA-Factory's template builds for chat and training alike."""
-    import torch
-    from llamafactory.data import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="mistral", tool_format="default"))
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    process on the prompt LLaMA-Factory's template builds for chat and training alike."""
+    reference = Reference(model, template="mistral", tool_format="default")
     missed = []
     for row in _rig_rows():
         messages = [{"role": RIG_ROLES[t["from"]], "content": t["value"]} for t in row["conversations"]]
         prompt: list[int] = []
         for (source, target), turn in zip(
-            template.encode_multiturn(tokenizer, messages, None, row["tools"]), messages[1::2], strict=True
+            reference.template.encode_multiturn(reference.tokenizer, messages, None, row["tools"]),
+            messages[1::2],
+            strict=True,
         ):
             prompt += source
             if len(prompt) + len(target) > RIG_CUTOFF:  # training cut the row here: nothing further to say
                 break
-            with torch.no_grad():
-                out = lm.generate(
-                    torch.tensor([prompt]),
-                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                    do_sample=False,
-                    max_new_tokens=len(target),
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            if out[0, len(prompt) :].tolist() != target:
+            if reference.greedy(prompt, len(target)) != target:
                 missed.append(turn["content"])
             prompt += target
     return missed
