@@ -135,3 +135,20 @@ def test_a_mistake_is_one_line_before_any_process_starts(tmp_path, tiny_model, c
     )
     assert "Evaluating on" not in proc.stdout and "Traceback" not in proc.stderr
     assert not (work / "out").exists()
+
+
+def test_a_training_mistake_is_one_line_before_torchrun_starts(tmp_path, tiny_model, cli_env) -> None:
+    """``train`` under torchrun: geo-factory's configuration error is checked before torchrun starts, so it is the one
+    line and exit 2 of a single-process run, not each rank's traceback and torchrun's report; nothing is written."""
+    work = workdir(tmp_path, tiny_model)
+    config = yaml.safe_load(example("tiny/tiny_lora_pretrain.yaml").read_text())
+    config.update(output_dir="out", geobench_eval_steps=5, geobench_task_dir=str(FIXTURES / "k2"), geobench_n_shot=-1)
+    (work / "train.yaml").write_text(yaml.safe_dump(config))
+    proc = run_cli("train", "train.yaml", cwd=work, env={**cli_env, **ON_TWO}, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "llamafactory-cli train: error: train.yaml: `geobench_n_shot` must be an integer >= 0, got -1."
+    )
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output and "ChildFailedError" not in output and "distributed tasks" not in output
+    assert not (work / "out").exists()

@@ -14,7 +14,8 @@ Symbols touched, and why (the whole list):
     Route ``llamafactory-cli eval`` (0.9.5 raises NotImplementedError) to geo-factory's evaluator, under torchrun
     when ``train`` would be (``FORCE_TORCHRUN``, or several accelerators); in every other command, a configuration
     error of geo-factory's own (a bad ``geobench_*`` / ``geo_tools`` value, a missing benchmark file) is one line
-    and exit status 2, as in ``eval``, not a traceback.
+    and exit status 2, as in ``eval``, not a traceback; ``train`` checks it before torchrun starts
+    (:mod:`geo_factory.launch_check`).
 ``llamafactory.hparams.parser._parse_train_args``
     Parse the TSPT, in-training GeoBench and decontamination argument dataclasses alongside LLaMA-Factory's own,
     its data arguments with ``mix_strategy: interleave_tokens`` added
@@ -118,7 +119,12 @@ def _patch_launcher(launcher: ModuleType) -> None:
 
             run_eval()  # under torchrun where `train` would be
             return
+        args = sys.argv[2:]  # `launch` takes the command off sys.argv
         try:
+            if command == "train":
+                from .launch_check import check_before_torchrun
+
+                check_before_torchrun(args)  # where `launch` would start torchrun: each rank would fail with it
             launch()
         except ValueError as err:
             from .eval.data import EvalDataError
@@ -126,7 +132,7 @@ def _patch_launcher(launcher: ModuleType) -> None:
 
             if not isinstance(err, (ConfigError, EvalDataError)):
                 raise
-            print(f"llamafactory-cli {command}: error: {_given_in(err)}: {err}", file=sys.stderr)
+            print(f"llamafactory-cli {command}: error: {_given_in(err, args)}: {err}", file=sys.stderr)
             sys.exit(2)
 
     launcher.launch = geo_launch
@@ -136,13 +142,13 @@ def _patch_launcher(launcher: ModuleType) -> None:
     )
 
 
-def _given_in(err: Exception) -> str:
-    """Where the bad value came from: a key overridden on the command line, else the yaml file (``launch`` has
-    taken the command off ``sys.argv``)."""
-    overrides = {arg.lstrip("-").split("=")[0] for arg in sys.argv[2:]}
+def _given_in(err: Exception, args: list[str]) -> str:
+    """Where the bad value came from: a key overridden on the command line, else the config file (``args`` are the
+    command's: the file, then the overrides)."""
+    overrides = {arg.lstrip("-").split("=")[0] for arg in args[1:]}
     if getattr(err, "key", None) in overrides:
         return "command line"
-    return sys.argv[1] if len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml", ".json")) else "arguments"
+    return args[0] if args and args[0].endswith((".yaml", ".yml", ".json")) else "arguments"
 
 
 def _patch_hparams_parser(parser: ModuleType) -> None:
