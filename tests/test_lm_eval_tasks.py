@@ -167,6 +167,37 @@ def test_bad_harness_input_fails_before_the_model(tmp_path, tiny_model, monkeypa
     assert not (tmp_path / "out").exists()
 
 
+def test_offline_a_group_whose_task_reads_an_uncached_hub_dataset_fails_before_the_model(
+    tmp_path, tiny_model, monkeypatch
+) -> None:
+    """Offline, a hub dataset not in the cache is named with the task that reads it (through the group and the
+    group's own `dataset_name`), before a model loads; the folder's local-json tasks in the same group pass."""
+    from datasets import config
+
+    from geo_factory.eval.evaluator import Evaluator
+
+    _setup(tmp_path, tiny_model)
+    task = yaml.safe_load((TASKS / "geo_rocks_mc.yaml").read_text())
+    task.update(task="geo_hub_mc", dataset_path="geo-factory-tests/never-cached")
+    del task["dataset_kwargs"]
+    (tmp_path / "lm_eval_tasks" / "geo_hub_mc.yaml").write_text(yaml.safe_dump(task))
+    group = {"group": "geo_hub_group", "task": ["geo_rocks_mc", {"task": "geo_hub_mc", "dataset_name": "rocks"}]}
+    (tmp_path / "lm_eval_tasks" / "geo_hub_group.yaml").write_text(yaml.safe_dump(group))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)
+    args = {
+        "model_name_or_path": str(tiny_model), "template": "mistral", "lm_eval_include_path": "lm_eval_tasks",
+        "save_dir": "out", "task": "lm_eval:geo_hub_group",
+    }  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        Evaluator(args)
+    assert (
+        "`lm_eval:geo_hub_group` (its task `geo_hub_mc`) reads the hub dataset geo-factory-tests/never-cached "
+        "(config rocks), which is not in the datasets cache"
+    ) in str(err.value), str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_native_generate_batches_give_the_engines_replies(tmp_path, tiny_model) -> None:
     """``eval_mode: generate`` on the Hugging Face engine: batched, left-padded replies are the replies LLaMA-Factory's
     chat engine gives one conversation at a time (greedy)."""

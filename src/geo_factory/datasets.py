@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .extras import missing_offline
+
 
 DATA_CONFIG = "dataset_info.json"  # LLaMA-Factory's own file name
 _SOURCES = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_name")
@@ -125,22 +127,9 @@ def reject_repeated(names: list[str], key: str, fix: str) -> None:
 
 def _check_reachable(name: str, entry: dict[str, Any], key: str, dataset_dir: str, cache_dir: str | None) -> None:
     """Offline, a hub dataset never cached fails deep inside ``datasets``: say which one it is and what to do."""
-    repo = entry.get("hf_hub_url")
-    if repo is None:
-        return
-    from datasets import config
-    from datasets.naming import camelcase_to_snakecase
-    from llamafactory.extras.misc import use_modelscope, use_openmind
-
-    if not config.HF_HUB_OFFLINE or use_modelscope() or use_openmind():  # other hubs keep other caches
-        return
-    *namespace, dataset = repo.split("/")
-    cache = Path(cache_dir or config.HF_DATASETS_CACHE)
-    subset = entry.get("subset")
-    folder = "___".join(
-        [*namespace, camelcase_to_snakecase(dataset)]
-    )  # as datasets names it: Skywork___sky_pile-150_b
-    if (cache / folder / (subset or "")).is_dir():
+    repo, subset = entry.get("hf_hub_url"), entry.get("subset")
+    cache = missing_offline(repo, subset, cache_dir) if repo is not None else None
+    if cache is None:
         return
     raise ValueError(
         f"`{name}` in `{key}` is the hub dataset `{repo}`{f' (subset `{subset}`)' if subset else ''}, and this run is "

@@ -37,3 +37,21 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def missing_offline(repo: str, subset: str | None = None, cache_dir: str | None = None) -> Path | None:
+    """The ``datasets`` cache that lacks the hub dataset ``repo`` (config ``subset``) when this run is offline, else
+    None. Offline, an uncached dataset fails deep inside ``datasets``, after the model has loaded: callers check
+    first and name the dataset and the key that asked for it."""
+    from datasets import config
+    from datasets.naming import camelcase_to_snakecase
+    from llamafactory.extras.misc import use_modelscope, use_openmind
+
+    if not config.HF_HUB_OFFLINE or use_modelscope() or use_openmind():  # other hubs keep other caches
+        return None
+    *namespace, dataset = repo.split("/")
+    cache = Path(cache_dir or config.HF_DATASETS_CACHE)
+    folder = "___".join(
+        [*namespace, camelcase_to_snakecase(dataset)]
+    )  # as datasets names it: Skywork___sky_pile-150_b
+    return None if (cache / folder / (subset or "")).is_dir() else cache

@@ -117,12 +117,24 @@ def join() -> World:
 
 
 def leave() -> None:
-    """Every rank together: a gloo group torn down while a peer still talks to it aborts the process at exit."""
+    """Every rank together, then out at once, without the interpreter's teardown.
+
+    Tearing a gloo group down is racy (pytorch/gloo#155: peers that destroy their contexts right after a barrier
+    can fail): in CI a rank once aborted (SIGABRT) after its results were written, while its peer was still
+    shutting down, and torchrun reported the run as failed. Past the barrier nothing is left to do (rank
+    0 wrote every file before it), so each process flushes its streams and exits: a peer's closing sockets can only
+    meet a process between the barrier and its exit, never one in the middle of tearing its group down.
+    """
+    import logging
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def wants_torchrun() -> bool:

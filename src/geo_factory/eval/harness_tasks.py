@@ -14,13 +14,14 @@ import difflib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llamafactory.extras import logging
 
-from ..extras import write_json_atomic
+from ..extras import missing_offline, write_json_atomic
 from ..hparams.checks import ConfigError, split
 
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 PREFIX = "lm_eval:"
 FINISHED, HARNESS_FILES = "lm_eval_tasks", "lm_eval"  # folders under save_dir
 EXTRA = "pip install 'geo-factory[lm-eval]'"
+DATASET_KEYS = ("dataset_path", "dataset_name")
 logger = logging.get_logger(f"llamafactory.{__name__}")  # under LLaMA-Factory's logger: its format and verbosity
 
 
@@ -95,6 +97,7 @@ class HarnessTasks:
                     f"Unknown lm-evaluation-harness task `{PREFIX}{name}` in `{task_key}`: not in the harness{where}."
                     + hint,
                 )
+            _check_cached(manager, name, task_key)
         return cls(names, include_path, options, manager)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -180,6 +183,57 @@ class HarnessTasks:
     def folders(self) -> dict[str, str]:
         """results.json's data settings when the run has no native task."""
         return {"task_dir": self.include_path or "lm-evaluation-harness", "layout": "lm_eval"}
+
+
+def _check_cached(manager: Any, name: str, key: str) -> None:
+    """Offline, each hub dataset the task (a group: each of its tasks) reads is in the ``datasets`` cache; else one
+    line naming it, before a model loads (the harness would fail after, deep inside ``datasets``)."""
+    for task, (repo, subset) in _hub_datasets(manager.task_index, name, {}):
+        if "/" not in repo or os.path.exists(repo):  # a builder (json, csv), a legacy name, a local folder
+            continue
+        cache = missing_offline(repo, subset)
+        if cache is not None:
+            via = "" if task == name else f" (its task `{task}`)"
+            raise ConfigError(
+                key,
+                f"`{PREFIX}{name}`{via} reads the hub dataset {repo}{f' (config {subset})' if subset else ''}, which is "
+                f"not in the datasets cache ({cache}), and the run is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE): "
+                "run once online to cache it, or leave the task out.",
+            )
+
+
+def _hub_datasets(
+    index: dict[str, Any], name: str, overrides: dict[str, Any]
+) -> Iterator[tuple[str, tuple[str, Any]]]:
+    """``(task, (dataset_path, dataset_name))`` of every task ``name`` runs: a task, a group's members (with the
+    group's overrides), a tag's tasks; from the harness's index, without building a task (that loads its data)."""
+    from lm_eval.tasks._index import Kind
+
+    entry = index.get(name)
+    if entry is None:
+        return
+    cfg = entry.cfg or {}
+    if entry.kind is Kind.TAG:
+        for task in sorted(entry.tags):
+            yield from _hub_datasets(index, task, overrides)
+    elif entry.kind is Kind.GROUP:  # its own dataset keys apply to its members, as the harness builds them
+        own = {k: cfg[k] for k in DATASET_KEYS if k in cfg}
+        yield from _members(index, cfg.get("task") or [], {**own, **overrides})
+    else:
+        cfg = {**cfg, **overrides}
+        if isinstance(cfg.get("dataset_path"), str):
+            yield name, (cfg["dataset_path"], cfg.get("dataset_name"))
+
+
+def _members(index: dict[str, Any], members: list[Any], overrides: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for member in members:
+        if isinstance(member, str):
+            yield from _hub_datasets(index, member, overrides)
+        elif isinstance(member, dict) and isinstance(member.get("task"), str):  # a task with the group's overrides
+            own = {k: v for k, v in member.items() if k in DATASET_KEYS}
+            yield from _hub_datasets(index, member["task"], {**overrides, **own})
+        elif isinstance(member, dict) and isinstance(member.get("task"), list):  # an inline group
+            yield from _members(index, member["task"], overrides)
 
 
 def for_training(args: GeoBenchTrainArguments) -> HarnessTasks | None:
