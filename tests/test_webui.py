@@ -2,7 +2,8 @@
 
 One ``llamafactory-cli webui`` on 127.0.0.1 serves the whole module, in a fresh working directory with the tiny
 model as a custom model path; the tests run in order on one page: the stage list and the registry datasets, a
-refused share sum, a TSPT run to the end, a GeoBench evaluation. Chromium comes from the system packages (Debian
+refused share sum, a TSPT run to the end, a token mixture in the pt and sft previews (refused in dpo), a GeoBench
+evaluation with an lm-evaluation-harness task beside it. Chromium comes from the system packages (Debian
 ``chromium``; ``scripts/setup.sh`` installs it where it can) and Playwright drives it without downloading a browser.
 Screenshots go to the test's temporary folder and, when ``GEO_FACTORY_ARTIFACTS`` is set, there as well.
 """
@@ -27,6 +28,7 @@ from conftest import CLI, workdir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench"
+HARNESS_TASKS = Path(__file__).parent / "fixtures" / "lm_eval"  # task yamls whose data paths start lm_eval_tasks/
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian/Ubuntu: apt-get install chromium)"),
@@ -134,9 +136,8 @@ def _choose(page, box, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def _pick(page, elem_id: str, names: list[str]) -> None:
-    """Type names into a multiselect dropdown, each followed by Enter."""
-    box = page.locator(f"#{elem_id} input")
+def _pick(box, names: list[str]) -> None:
+    """Type names into a multiselect dropdown's box, each followed by Enter."""
     for name in names:
         box.click()
         box.fill(name)
@@ -151,7 +152,7 @@ def _number(page, label: str, value: int) -> None:
 
 def _tspt_settings(page, stage1_mix: str) -> None:
     for stage, settings in ((1, {**STAGE1, "mix": stage1_mix}), (2, STAGE2)):
-        _pick(page, f"geo_tspt_stage{stage}_dataset", settings["dataset"])
+        _pick(page.locator(f"#geo_tspt_stage{stage}_dataset input"), settings["dataset"])
         page.locator(f"#geo_tspt_stage{stage}_mix textarea").fill(settings["mix"])
         page.locator(f"#geo_tspt_stage{stage}_tokens textarea").fill(settings["tokens"])
     page.locator("#geo_tspt_stage2_learning_rate textarea").fill("5e-4")
@@ -223,15 +224,78 @@ def test_tspt_trains_and_plots_both_stages(page, board) -> None:
     assert loss.evaluate("img => img.naturalWidth") > 300
 
 
+def test_token_mixture_in_the_yaml_of_pt_and_sft_refused_in_dpo(page) -> None:
+    stage_box, mix_row = page.get_by_label("Stage", exact=True), page.locator("#geo_mix_row")
+    output_dir = page.get_by_label("Output dir", exact=True)
+    output_dir.fill("mix_board")  # not the finished TSPT run's folder, which the parser would refuse to train into
+    output_dir.press("Enter")
+    _choose(page, page.get_by_label("Compute type", exact=True), "fp32")  # bf16 needs a GPU: the parser says so
+    for stage, datasets in (
+        ("Pre-Training", ["general_corpus_demo", "geo_corpus_demo"]),
+        ("TSPT (JiuZhou)", None),  # mixes per stage: the row is hidden
+        ("Supervised Fine-Tuning", ["general_sft_demo", "geosignal_demo"]),
+        ("DPO", ["dpo_en_demo", "dpo_zh_demo"]),
+    ):
+        _choose(page, stage_box, stage)
+        if datasets is None:
+            expect(mix_row).to_be_hidden()
+            continue
+        expect(mix_row).to_be_visible()
+        page.wait_for_timeout(1000)  # the stage's own reply empties the dataset picker: let it land first
+        # a handle: the box's accessible name takes in what is typed, so its label no longer finds it
+        _pick(page.get_by_label("Dataset", exact=True).filter(visible=True).element_handle(), datasets)
+        _choose(page, page.locator("#geo_mix_strategy input"), "interleave_tokens")
+        page.locator("#geo_interleave_probs textarea").fill("0.7,0.3")
+        page.get_by_role("button", name="Preview command").click()
+        if stage == "DPO":  # the command's own refusal, before anything runs
+            message = "`mix_strategy: interleave_tokens` is supported in `stage: pt` and `stage: sft`, not `dpo`"
+            expect(page.get_by_text(message).first).to_be_visible()
+            continue
+        preview = page.locator("code").filter(has_text="llamafactory-cli train").first
+        for line in (
+            f"--dataset {','.join(datasets)}",
+            "--mix_strategy interleave_tokens",
+            "--interleave_probs 0.7,0.3",
+        ):
+            expect(preview).to_contain_text(line)
+
+
 def test_geobench_panel_runs_the_eval_and_shows_results(page, board) -> None:
     _, work = board
+    shutil.copytree(HARNESS_TASKS, work / "lm_eval_tasks")
     page.get_by_role("tab", name="Evaluate & Predict").click()
     expect(page.get_by_text("GeoBench and general benchmarks (llamafactory-cli eval)")).to_be_visible()
+    tasks = page.locator("#geo_bench_task input")  # the newer benchmarks and their generated-answer protocols
+    tasks.click()
+    for typed, option in (
+        ("formationeval", "formationeval_gen: FormationEval, the authors' generative protocol"),
+        ("earth_iron", "earth_iron"),
+        ("climaqa_gold_mcq", "climaqa_gold_mcq_gen: ClimaQA Gold, multiple choice (the authors' prompt, generated)"),
+    ):
+        tasks.fill(typed)
+        expect(page.get_by_role("option", name=option, exact=True)).to_be_visible()
+    tasks.fill("")
+    page.keyboard.press("Escape")
     page.locator("#geo_bench_task_dir textarea").fill(str(FIXTURES / "k2"))
     page.locator("#geo_bench_n_shot input[type=number]").fill("2")
     page.locator("#geo_bench_save_dir textarea").fill("geobench_board")
-    page.locator("#geo_bench_start_btn").click()
+    page.locator("#geo_bench_lm_eval textarea").fill("geo_rocks_mc")
+    page.locator("#geo_bench_lm_eval_include_path textarea").fill("lm_eval_tasks")
+    page.locator("#geo_bench_judge_api_base textarea").fill("http://127.0.0.1:9/v1")
+    page.locator("#geo_bench_judge_model textarea").fill("judge")
+    page.locator("#geo_bench_preview_btn").click()
     table = page.locator("#geo_bench_output")
+    for line in (
+        "task: geobench,lm_eval:geo_rocks_mc",
+        "lm_eval_include_path: lm_eval_tasks",
+        "judge_api_base: http://127.0.0.1:9/v1",
+        "judge_model: judge",
+    ):
+        expect(table).to_contain_text(line)
+    for judge in ("api_base", "model"):  # no judge in the run
+        page.locator(f"#geo_bench_judge_{judge} textarea").fill("")
+
+    page.locator("#geo_bench_start_btn").click()
     expect(table).to_contain_text("Finished.", timeout=300_000)
 
     results = json.loads((work / "saves" / "Custom" / "lora" / "geobench_board" / "results.json").read_text())
@@ -239,6 +303,9 @@ def test_geobench_panel_runs_the_eval_and_shows_results(page, board) -> None:
     for name in ("geobench_npee", "geobench_npee_tf", "geobench_apstudy"):
         row = next(line for line in shown.splitlines() if line.split()[:2] == [name, "accuracy"])
         assert float(row.split()[2]) == pytest.approx(results["tasks"][name]["accuracy"], abs=0.005), row
+    harness = results["tasks"]["lm_eval:geo_rocks_mc"]["metrics"]  # beside the native tasks, in the same table
+    row = next(line for line in shown.splitlines() if line.split()[:2] == ["lm_eval:geo_rocks_mc", "acc,none"])
+    assert row.split()[2] == f"{harness['acc,none']:.2f}", row
     chart = page.locator("#geo_bench_chart img")
     expect(chart).to_be_visible()
     assert chart.evaluate("img => img.naturalWidth") > 300

@@ -16,9 +16,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import fields
 from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import gradio as gr
 import yaml
@@ -35,7 +36,10 @@ from llamafactory.webui.common import (
 from llamafactory.webui.locales import ALERTS
 
 from .datasets import merged_registry, registry_dir
+from .eval.harness_tasks import PREFIX
 from .eval.tasks import SUITES, TASKS
+from .hparams.checks import split
+from .hparams.data_args import TOKEN_MIX, GeoDataArguments
 from .hparams.tspt_args import STAGES
 
 
@@ -48,7 +52,9 @@ if TYPE_CHECKING:
 TSPT_STAGE = "TSPT (JiuZhou)"
 TSPT = "tspt"
 GEOBENCH_STAGES = ("pt", "sft", TSPT)  # the stages whose workflows run the in-training GeoBench callback
+MIX_STRATEGIES = get_args(next(f.type for f in fields(GeoDataArguments) if f.name == "mix_strategy"))
 EVAL_CONFIG = "geobench_eval.yaml"  # in LlamaBoard's cache folder: the yaml the panel hands to `llamafactory-cli eval`
+_ERROR = re.compile(r"^(\w+(Error|Exception)\b|llamafactory-cli eval: error: )")  # a traceback's or the command's
 _TQDM = re.compile(r"([\w\-]+(?: \(judge\))?): +(\d+)%\|[^|\r\n]*\| *(\d+)/(\d+)")
 
 
@@ -210,6 +216,10 @@ def parse_train_args(parse_train_args: Callable, runner: Runner, data: dict) -> 
             args["tspt_vocab_corpus"] = ",".join(get("train.tspt_vocab_corpus"))
             args["tspt_vocab_size"] = _whole(get("train.tspt_vocab_size"))
             args["tspt_vocab_init"] = get("train.tspt_vocab_init")
+    elif get("train.mix_strategy") != "concat" or _text(get("train.interleave_probs")):
+        # LLaMA-Factory's own keys; the parser refuses a strategy the stage does not take, in the command's words
+        args["mix_strategy"] = get("train.mix_strategy")
+        args["interleave_probs"] = _text(get("train.interleave_probs"))
     if get("train.geobench_eval_steps"):
         args["geobench_eval_steps"] = int(get("train.geobench_eval_steps"))
         args["geobench_tasks"] = ",".join(get("train.geobench_tasks")) or None
@@ -250,9 +260,16 @@ def _whole(value: Any) -> Any:
 
 
 def create_train_tab(create_train_tab: Callable, engine: Engine) -> dict[str, Component]:
-    """LlamaBoard's Train tab with the TSPT settings under the stage row and GeoBench under the extra settings."""
+    """LlamaBoard's Train tab with the dataset mixture and the TSPT settings under the stage row, GeoBench under the
+    extra settings."""
     tab = get_render_context()
     start = len(tab.children)
+    with gr.Row() as mix_row:  # every stage but TSPT, which mixes per stage
+        mix = {
+            "mix_row": mix_row,
+            "mix_strategy": gr.Dropdown(choices=list(MIX_STRATEGIES), value="concat", scale=1),
+            "interleave_probs": gr.Textbox(scale=2),
+        }
     with gr.Accordion(open=True, visible=False) as tspt_tab:
         tspt = {"tspt_tab": tspt_tab}
         for stage in STAGES:
@@ -281,8 +298,8 @@ def create_train_tab(create_train_tab: Callable, engine: Engine) -> dict[str, Co
             "geobench_max_samples": gr.Textbox(),
         }
 
-    ours = _with_ids({**tspt, **geobench})
-    inputs = {elem for name, elem in ours.items() if not name.endswith("_tab")}
+    ours = _with_ids({**mix, **tspt, **geobench})
+    inputs = {elem for name, elem in ours.items() if not name.endswith(("_tab", "_row"))}
     base = engine.manager.get_base_elems
     engine.manager.get_base_elems = lambda: base() | inputs  # the tab's buttons send ours along with its own
     try:
@@ -290,14 +307,23 @@ def create_train_tab(create_train_tab: Callable, engine: Engine) -> dict[str, Co
     finally:
         del engine.manager.get_base_elems
 
-    # layout: TSPT right under the stage row, GeoBench right after the extra settings
+    # layout: the mixture and TSPT right under the stage row, GeoBench right after the extra settings
     children = tab.children
-    del children[start : start + 2]
-    children.insert(children.index(_in(tab, elem_dict["training_stage"])) + 1, tspt_tab)
+    del children[start : start + 3]
+    below_stage = children.index(_in(tab, elem_dict["training_stage"])) + 1
+    children[below_stage:below_stage] = [mix_row, tspt_tab]
     children.insert(children.index(_in(tab, elem_dict["extra_tab"])) + 1, geobench_tab)
 
     stage, dataset_dir = elem_dict["training_stage"], elem_dict["dataset_dir"]
-    stage.change(lambda s: gr.Accordion(visible=TRAINING_STAGES.get(s) == TSPT), [stage], [tspt_tab], queue=False)
+    stage.change(
+        lambda s: (
+            gr.Row(visible=TRAINING_STAGES.get(s) != TSPT),
+            gr.Accordion(visible=TRAINING_STAGES.get(s) == TSPT),
+        ),
+        [stage],
+        [mix_row, tspt_tab],
+        queue=False,
+    )
     from llamafactory.webui.control import list_datasets as picker  # patched: the registry too
 
     for name in ("tspt_stage1_dataset", "tspt_stage2_dataset", "tspt_vocab_corpus"):
@@ -352,6 +378,11 @@ def create_eval_tab(create_eval_tab: Callable, engine: Engine) -> dict[str, Comp
             bench_mode = gr.Dropdown(choices=["likelihood", "generate"], value="likelihood", scale=1)
             bench_lang = gr.Dropdown(choices=["en", "zh"], value="en", scale=1)
         with gr.Row():
+            bench_lm_eval = gr.Textbox(scale=3)
+            bench_lm_eval_include_path = gr.Textbox(scale=2)
+            bench_judge_api_base = gr.Textbox(scale=1)
+            bench_judge_model = gr.Textbox(scale=1)
+        with gr.Row():
             bench_n_shot = gr.Slider(minimum=0, maximum=25, value=5, step=1)
             bench_batch_size = gr.Slider(minimum=1, maximum=256, value=8, step=1)
             bench_max_samples = gr.Textbox()
@@ -374,6 +405,10 @@ def create_eval_tab(create_eval_tab: Callable, engine: Engine) -> dict[str, Comp
         "bench_task_dir": bench_task_dir,
         "bench_mode": bench_mode,
         "bench_lang": bench_lang,
+        "bench_lm_eval": bench_lm_eval,
+        "bench_lm_eval_include_path": bench_lm_eval_include_path,
+        "bench_judge_api_base": bench_judge_api_base,
+        "bench_judge_model": bench_judge_model,
         "bench_n_shot": bench_n_shot,
         "bench_batch_size": bench_batch_size,
         "bench_max_samples": bench_max_samples,
@@ -394,6 +429,10 @@ def create_eval_tab(create_eval_tab: Callable, engine: Engine) -> dict[str, Comp
         bench_task_dir,
         bench_mode,
         bench_lang,
+        bench_lm_eval,
+        bench_lm_eval_include_path,
+        bench_judge_api_base,
+        bench_judge_model,
         bench_n_shot,
         bench_batch_size,
         bench_max_samples,
@@ -428,8 +467,9 @@ class BenchRunner:
             "cache_dir": load_config().get("cache_dir"),
             "template": get("top.template"),
             "finetuning_type": finetuning_type,
-            "task": ",".join(get("eval.bench_task")),
+            "task": ",".join(_tasks(get)),
             "task_dir": _text(get("eval.bench_task_dir")),
+            "lm_eval_include_path": _text(get("eval.bench_lm_eval_include_path")),
             "eval_mode": get("eval.bench_mode"),
             "n_shot": int(get("eval.bench_n_shot")),
             "lang": get("eval.bench_lang"),
@@ -437,6 +477,8 @@ class BenchRunner:
             "max_samples": _whole(get("eval.bench_max_samples")),
             "save_dir": str(get_save_dir(model_name, finetuning_type, get("eval.bench_save_dir"))),
             "overwrite_save_dir": get("eval.bench_overwrite") or None,
+            "judge_api_base": _text(get("eval.bench_judge_api_base")),  # its key: OPENAI_API_KEY in the board's env
+            "judge_model": _text(get("eval.bench_judge_model")),
         }
         checkpoints = get("top.checkpoint_path")
         if checkpoints and isinstance(checkpoints, list):  # adapters
@@ -454,7 +496,7 @@ class BenchRunner:
             return ALERTS["err_conflict"][lang]
         if not self._get(data, "top.model_path"):
             return ALERTS["err_no_path"][lang]
-        if not self._get(data, "eval.bench_task"):
+        if not _tasks(lambda elem_id: self._get(data, elem_id)):
             return LOCALES["bench_task"].get(lang, LOCALES["bench_task"]["en"])["info"]
         if not _text(self._get(data, "eval.bench_save_dir")):
             return ALERTS["err_no_output_dir"][lang]
@@ -516,12 +558,20 @@ class BenchRunner:
             }
         else:
             lines = [line for line in log.replace("\r", "\n").splitlines() if line.strip()]
-            reason = next((line for line in reversed(lines) if re.match(r"^\w+(Error|Exception)\b", line)), "")
+            reason = next((line for line in reversed(lines) if _ERROR.match(line)), "")
             gr.Warning(ALERTS["err_failed"][lang])
             yield {
                 output: f"{ALERTS['err_failed'][lang]} Exit code: {code}\n\n**{reason}**\n\n" + _log_block(log),
                 progress: gr.Slider(visible=False),
             }
+
+
+def _tasks(get: Callable[[str], Any]) -> list[str]:
+    """The picked tasks, then the harness's names as ``lm_eval:NAME`` (the command checks them)."""
+    return [
+        *get("eval.bench_task"),
+        *(PREFIX + name.removeprefix(PREFIX) for name in split(get("eval.bench_lm_eval"))),
+    ]
 
 
 def _drain(stream, chunks: list[bytes]) -> None:
@@ -547,6 +597,9 @@ def _progress(log: str) -> gr.Slider:
 # Labels (llamafactory.webui.locales): English and Chinese; LlamaBoard's other languages show the English ones.
 
 
+SHARES = {"en": "Comma-separated, one per dataset, summing to 1.", "zh": "逗号分隔，每个数据集一个，总和为 1。"}
+
+
 def _stage_labels(stage: int) -> dict[str, dict[str, dict[str, str]]]:
     return {
         f"tspt_stage{stage}_dataset": {
@@ -554,8 +607,8 @@ def _stage_labels(stage: int) -> dict[str, dict[str, dict[str, str]]]:
             "zh": {"label": f"阶段 {stage} 数据集", "info": "数据集名称，按 token 比例混合。"},
         },
         f"tspt_stage{stage}_mix": {
-            "en": {"label": f"Stage {stage} token shares", "info": "Comma-separated, one per dataset, summing to 1."},
-            "zh": {"label": f"阶段 {stage} token 比例", "info": "逗号分隔，每个数据集一个，总和为 1。"},
+            "en": {"label": f"Stage {stage} token shares", "info": SHARES["en"]},
+            "zh": {"label": f"阶段 {stage} token 比例", "info": SHARES["zh"]},
         },
         f"tspt_stage{stage}_tokens": {
             "en": {"label": f"Stage {stage} token budget", "info": "Packed training tokens, e.g. 4e9."},
@@ -573,6 +626,17 @@ def _stage_labels(stage: int) -> dict[str, dict[str, dict[str, str]]]:
 
 
 LOCALES: dict[str, dict[str, dict[str, str]]] = {
+    "mix_strategy": {
+        "en": {"label": "Dataset mixing", "info": f"{TOKEN_MIX}: shares of the trained tokens (pt, sft)."},
+        "zh": {"label": "数据集混合方式", "info": f"{TOKEN_MIX}：按训练 token 比例混合（pt、sft）。"},
+    },
+    "interleave_probs": {
+        "en": {
+            "label": "Shares (interleave_probs)",
+            "info": f"{SHARES['en']} interleave_under/over: of the examples.",
+        },
+        "zh": {"label": "比例（interleave_probs）", "info": f"{SHARES['zh']}interleave_under/over：按样本数。"},
+    },
     "tspt_tab": {
         "en": {"label": "TSPT: two-stage pre-adaptation pretraining (JiuZhou)"},
         "zh": {"label": "TSPT：两阶段预适应预训练（JiuZhou）"},
@@ -631,12 +695,37 @@ LOCALES: dict[str, dict[str, dict[str, str]]] = {
         "zh": {"label": "数据目录", "info": "本地数据；留空：使用任务的 hub 数据集。"},
     },
     "bench_mode": {
-        "en": {"label": "Scoring", "info": "likelihood: option probabilities; generate: answers."},
-        "zh": {"label": "评分方式", "info": "likelihood：选项概率；generate：生成答案。"},
+        "en": {
+            "label": "Scoring",
+            "info": "likelihood: option probabilities; generate: answers. Generated-answer tasks always generate.",
+        },
+        "zh": {"label": "评分方式", "info": "likelihood：选项概率；generate：生成答案。生成式任务总是生成答案。"},
     },
     "bench_lang": {
         "en": {"label": "Prompt language"},
         "zh": {"label": "提示语言"},
+    },
+    "bench_lm_eval": {
+        "en": {
+            "label": "lm-evaluation-harness tasks",
+            "info": "Task and group names, comma-separated; each runs as lm_eval:NAME with the settings below.",
+        },
+        "zh": {
+            "label": "lm-evaluation-harness 任务",
+            "info": "任务或任务组名称，逗号分隔；每个按 lm_eval:NAME 运行。",
+        },
+    },
+    "bench_lm_eval_include_path": {
+        "en": {"label": "Harness task folder", "info": "Your own task yamls (lm_eval_include_path); empty: none."},
+        "zh": {"label": "Harness 任务目录", "info": "自定义任务 yaml（lm_eval_include_path）；留空：不使用。"},
+    },
+    "bench_judge_api_base": {
+        "en": {"label": "Judge endpoint", "info": "OpenAI-compatible URL for free-form answers; key: OPENAI_API_KEY."},
+        "zh": {"label": "评审模型地址", "info": "兼容 OpenAI 的 URL，用于自由作答；密钥：OPENAI_API_KEY。"},
+    },
+    "bench_judge_model": {
+        "en": {"label": "Judge model", "info": "With the endpoint; empty: no judge."},
+        "zh": {"label": "评审模型", "info": "与地址一同设置；留空：不评审。"},
     },
     "bench_n_shot": {
         "en": {"label": "Exemplars (n-shot)"},
