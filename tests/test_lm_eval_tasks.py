@@ -36,7 +36,7 @@ def _setup(tmp_path: Path, tiny_model: Path, **config) -> Path:
     return tmp_path / "eval.yaml"
 
 
-def _harness_reference(tmp_path: Path, tiny_model: Path, monkeypatch) -> dict:
+def _harness_reference(tmp_path: Path, model: Path, monkeypatch, limit: int = LIMIT) -> dict:
     """The harness's Hugging Face backend on the same tasks, limit and seeds, in this process."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -44,10 +44,10 @@ def _harness_reference(tmp_path: Path, tiny_model: Path, monkeypatch) -> dict:
     monkeypatch.chdir(tmp_path)
     return simple_evaluate(
         model="hf",
-        model_args={"pretrained": str(tiny_model), "dtype": "float32"},
+        model_args={"pretrained": str(model), "dtype": "float32"},
         tasks=NAMES,
         device="cpu",
-        limit=LIMIT,
+        limit=limit,
         batch_size=1,
         log_samples=True,
         task_manager=TaskManager(include_path="lm_eval_tasks", include_defaults=False),
@@ -62,6 +62,31 @@ def _harness_reference(tmp_path: Path, tiny_model: Path, monkeypatch) -> dict:
 def _samples(out: Path, task: str) -> list[dict]:
     path = max(out.glob(f"lm_eval/*/samples_{task}_*.jsonl"))  # the latest (a resumed task writes its own)
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_answers_are_the_harness(results: dict, out: Path, reference: dict, limit: int) -> None:
+    """Every metric, and every document's prompts and answers, as the harness's Hugging Face backend gives them."""
+    for name in NAMES:
+        summary = results["tasks"][f"lm_eval:{name}"]
+        assert (summary["kind"], summary["scored"]) == ("lm_eval", limit)
+        theirs = reference["results"][name]
+        for metric, value in summary["metrics"].items():
+            if "_stderr" not in metric:
+                assert value == pytest.approx(theirs[metric], rel=1e-4), (name, metric)
+        ours = {s["doc_id"]: s for s in _samples(out, name)}
+        assert sorted(ours) == list(range(limit))
+        for sample in reference["samples"][name]:
+            mine = ours[sample["doc_id"]]
+            prompts = [mine["arguments"][f"gen_args_{i}"]["arg_0"] for i in range(len(sample["arguments"]))]
+            assert prompts == [args[0] for args in sample["arguments"]]  # the same few-shot prompts
+            if name == "geo_numbers_gen":  # greedy: the same words, the same filtered answer
+                assert mine["resps"] == sample["resps"] and mine["filtered_resps"] == sample["filtered_resps"]
+            elif name.startswith("geo_rocks"):  # log-likelihoods up to float rounding, the same greedy flags
+                for [[ll, greedy]], [(their_ll, their_greedy)] in zip(mine["resps"], sample["resps"]):
+                    assert float(ll) == pytest.approx(their_ll, abs=1e-4) and greedy == str(their_greedy)
+                assert all(mine[metric] == sample[metric] for metric in sample["metrics"])
+            else:
+                assert float(mine["resps"][0][0]) == pytest.approx(sample["resps"][0][0], abs=1e-3)
 
 
 def test_harness_tasks_beside_native_match_the_harness_and_resume_on_two_ranks(
@@ -86,27 +111,7 @@ def test_harness_tasks_beside_native_match_the_harness_and_resume_on_two_ranks(
             (tmp_path / "lm_eval_tasks" / f"{name}.yaml").write_text(yaml.safe_dump(task))
     reference = _harness_reference(tmp_path, tiny_model, monkeypatch)
 
-    for name in NAMES:
-        summary = results["tasks"][f"lm_eval:{name}"]
-        assert (summary["kind"], summary["scored"]) == ("lm_eval", LIMIT)
-        theirs = reference["results"][name]
-        for metric, value in summary["metrics"].items():
-            if "_stderr" not in metric:
-                assert value == pytest.approx(theirs[metric], rel=1e-4), (name, metric)
-        ours = {s["doc_id"]: s for s in _samples(out, name)}
-        assert sorted(ours) == list(range(LIMIT))
-        for sample in reference["samples"][name]:
-            mine = ours[sample["doc_id"]]
-            prompts = [mine["arguments"][f"gen_args_{i}"]["arg_0"] for i in range(len(sample["arguments"]))]
-            assert prompts == [args[0] for args in sample["arguments"]]  # the same few-shot prompts
-            if name == "geo_numbers_gen":  # greedy: the same words, the same filtered answer
-                assert mine["resps"] == sample["resps"] and mine["filtered_resps"] == sample["filtered_resps"]
-            elif name.startswith("geo_rocks"):  # log-likelihoods up to float rounding, the same greedy flags
-                for [[ll, greedy]], [(their_ll, their_greedy)] in zip(mine["resps"], sample["resps"]):
-                    assert float(ll) == pytest.approx(their_ll, abs=1e-4) and greedy == str(their_greedy)
-                assert all(mine[metric] == sample[metric] for metric in sample["metrics"])
-            else:
-                assert float(mine["resps"][0][0]) == pytest.approx(sample["resps"][0][0], abs=1e-3)
+    _assert_answers_are_the_harness(results, out, reference, LIMIT)
     assert "acc_norm,none" in (out / "results.log").read_text()
 
     # resume on two processes under torchrun (gloo): a run killed after two harness tasks keeps them; the harness
@@ -135,6 +140,19 @@ def test_harness_tasks_beside_native_match_the_harness_and_resume_on_two_ranks(
             else:
                 lls = [float(r[0][0]) for r in sample["resps"]]
                 assert lls == pytest.approx([float(r[0][0]) for r in first[name][doc]["resps"]], abs=1e-4)
+
+
+@pytest.mark.real_model
+def test_on_smollm2_the_answers_are_the_harness(tmp_path, smol_model, cli_env, monkeypatch) -> None:
+    """A real ByteLevel tokenizer (SmolLM2's: spaces are part of the next token, not a byte-fallback piece): each
+    task's own few-shot setting, batched, against the harness's Hugging Face backend on the same documents."""
+    limit = 4
+    config = _setup(tmp_path, smol_model, template="smollm2", task=",".join(f"lm_eval:{n}" for n in NAMES),
+                    max_samples=limit, seed=42, log_samples=True, batch_size=4)  # fmt: skip
+    run_cli("eval", config, cwd=tmp_path, env=cli_env)
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    _assert_answers_are_the_harness(results, out, _harness_reference(tmp_path, smol_model, monkeypatch, limit), limit)
 
 
 @pytest.mark.parametrize(
