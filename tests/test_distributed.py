@@ -18,6 +18,7 @@ from conftest import example, read_trainer_log, run_cli, workdir
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "geobench"
+LM_EVAL_TASKS = Path(__file__).parent / "fixtures" / "lm_eval"
 ON_TWO = {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
 
 
@@ -88,19 +89,30 @@ def test_eval_on_two_processes_answers_as_one(layout, general, general_dir, tmp_
     assert json.loads((resumed / "results.json").read_text())["scored_per_rank"] == [total - kept]
 
 
-@pytest.mark.parametrize("stage", ["pt", "sft"])
-def test_in_training_evaluation_on_two_processes(stage, general_dir, tmp_path, tiny_model, cli_env) -> None:
+@pytest.mark.parametrize(
+    ("stage", "harness", "harness_key"),
+    [
+        ("pt", "geo_rocks_letters", "acc"),  # loglikelihood requests
+        ("sft", "geo_numbers_gen", "exact_match_first-number"),  # generate_until requests
+    ],
+)
+def test_in_training_evaluation_on_two_processes(
+    stage, harness, harness_key, general_dir, tmp_path, tiny_model, cli_env
+) -> None:
     """The in-training hook under DDP: each rank scores a share, with as many forward passes as the other, and the
-    gathered accuracies equal a single process's (learning rate 0: the model is the same at every step)."""
+    gathered accuracies equal a single process's (learning rate 0: the model is the same at every step); an
+    `lm_eval:` task's requests are shared between the ranks too and its logged score is a single process's."""
     work = workdir(tmp_path, tiny_model)
+    shutil.copytree(LM_EVAL_TASKS, work / "lm_eval_tasks")
     config = yaml.safe_load(example(f"tiny/tiny_lora_{'pretrain' if stage == 'pt' else 'sft'}.yaml").read_text())
     for key in ("val_size", "eval_strategy", "eval_steps", "eval_on_start", "per_device_eval_batch_size",
                 "adapter_name_or_path"):  # fmt: skip
         config.pop(key, None)
     config.update(
         per_device_train_batch_size=2, learning_rate=0.0, max_steps=2, save_steps=100, plot_loss=False,
-        geobench_eval_steps=1, geobench_tasks="geobench,mmlu_test", geobench_task_dir=str(FIXTURES / "k2"),
-        geobench_general_task_dir=str(general_dir), geobench_n_shot=2, geobench_batch_size=4,
+        geobench_eval_steps=1, geobench_tasks=f"geobench,mmlu_test,lm_eval:{harness}",
+        geobench_task_dir=str(FIXTURES / "k2"), geobench_general_task_dir=str(general_dir), geobench_n_shot=2,
+        geobench_batch_size=4, geobench_lm_eval_include_path="lm_eval_tasks",
     )  # fmt: skip
     (work / "train.yaml").write_text(yaml.safe_dump(config))
     run_cli("train", "train.yaml", "output_dir=one", cwd=work, env=cli_env)
@@ -111,6 +123,7 @@ def test_in_training_evaluation_on_two_processes(stage, general_dir, tmp_path, t
         return [{k: v for k, v in row.items() if k.startswith("geobench_")} for row in rows]
 
     assert len(metrics("one")) == 2 and "geobench_mmlu_test_acc" in metrics("one")[0]
+    assert f"geobench_lm_eval_{harness}_{harness_key}" in metrics("one")[0]
     assert metrics("two") == metrics("one")
     shares = re.findall(
         r"rank (\d) of 2 scores (\d+) of (\d+) questions in (\d+) forward passes", two.stdout + two.stderr
@@ -119,6 +132,10 @@ def test_in_training_evaluation_on_two_processes(stage, general_dir, tmp_path, t
     assert len({passes for *_, passes in shares}) == 1  # every rank keeps step with the other
     (total,) = {int(total) for _, _, total, _ in shares}
     assert sum(int(scored) for _, scored, _, _ in shares) == total and all(int(s) > 0 for _, s, _, _ in shares)
+    answered = re.findall(r"rank (\d) of 2 answered (\d+) of (\d+) lm_eval requests\.", two.stdout + two.stderr)
+    assert len(answered) == 4 and sorted(rank for rank, _, _ in set(answered)) == ["0", "1"]  # the same at each step
+    (requested,) = {int(total) for *_, total in answered}
+    assert sum(int(n) for _, n, _ in set(answered)) == requested and all(int(n) > 0 for _, n, _ in answered)
 
 
 def test_a_mistake_is_one_line_before_any_process_starts(tmp_path, tiny_model, cli_env) -> None:

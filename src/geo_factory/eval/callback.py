@@ -8,7 +8,8 @@ given the trainer, so geo_factory.hooks hands it over after the trainer is built
 transformers does for its own JIT checkpoint callback). Under DDP, FSDP or DeepSpeed each rank scores its own
 share of the questions (:mod:`.distributed`) and makes as many forward passes as the busiest rank (one-token passes
 make up the difference), so a model sharded with ZeRO-3 or FSDP never waits on a rank that has finished; the counts
-are summed over the ranks before ``Trainer.log``, which every rank calls as the Trainer does.
+are summed over the ranks before ``Trainer.log``, which every rank calls as the Trainer does. The `lm_eval:` tasks'
+requests are shared among the ranks too, unless the model is sharded (``GeoBenchCallback._harness_scores``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from llamafactory.extras import logging
 from transformers import TrainerCallback
 
-from .distributed import current, shares
+from .distributed import World, current, shares
 from .plan import for_training
 from .prompts import Budget
 from .scoring import Encoded, LikelihoodScorer, PromptEncoder, likelihood_records
@@ -141,18 +142,42 @@ class GeoBenchCallback(TrainerCallback):
 
     def _harness_scores(self, model: Any) -> dict[str, float]:
         """The `lm_eval:` tasks on the training model, every metric (stderr aside) as
-        ``geobench_lm_eval_<task>_<metric>``. Every rank runs all of them (the same forward passes on every rank, as
-        a sharded model needs)."""
+        ``geobench_lm_eval_<task>_<metric>``.
+
+        Every rank runs the harness whole; each answers a share of its requests and receives the others' answers
+        (:mod:`.harness`), so the scores are one process's. A sharded model (:meth:`_sharded`) is the exception:
+        there every forward pass is a collective, and the harness's requests cannot be kept in step as the native
+        questions are (a share's forward passes are known only inside the scorer's clustering, a generation's only
+        once generated), so every rank answers every request: the same requests, the same passes in the same order
+        (the harness seeds every rank alike, so sampled replies agree too)."""
         from .harness import GeoFactoryLM
 
-        lm = GeoFactoryLM(model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size, self.max_length)
+        world, sharded = current(), self._sharded()
+        lm = GeoFactoryLM(
+            model, self.encoder.tokenizer, self.template, self.args.geobench_batch_size, self.max_length,
+            world=World() if sharded else world,
+        )  # fmt: skip
         scores = {}
         for name in self.plan.harness.names:
             for task, summary in self.plan.harness.evaluate(name, lm, {"pretrained": "training"}).items():
                 for metric, value in summary["metrics"].items():
                     if "_stderr" not in metric:
                         scores[harness_key(task, metric)] = value
+        if world.size > 1:
+            logger.info(
+                f"GeoBench: rank {world.rank} of {world.size} answered {lm.answered} of {lm.requested} lm_eval "
+                f"requests{' (a sharded model: every rank answers every request)' if sharded else ''}."
+            )
         return scores
+
+    def _sharded(self) -> bool:
+        """Whether the model's forward passes are collectives: FSDP, or DeepSpeed ZeRO-3 (ZeRO-1 and 2 shard the
+        optimizer and gradients only; DDP's collective is in its wrapper's forward, and the callback is given the
+        module inside it, as the Trainer hands its callbacks ``trainer.model``)."""
+        trainer = self.trainer
+        return trainer.is_fsdp_enabled or (
+            trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+        )
 
 
 def harness_key(task: str, metric: str) -> str:

@@ -54,6 +54,7 @@ class GeoFactoryLM(TemplateLM):
         self.tokenizer, self.template, self.max_length = tokenizer, template, max_length
         self.template_name = template_name or "default"
         self.world = world or World()  # the harness itself sees one process: see the module's docstring
+        self.answered = self.requested = 0  # requests this process answered, of those the harness sent (all ranks')
         self.scorer = LikelihoodScorer(model, tokenizer, template, batch_size)
         self.generator = BatchGenerator(model, tokenizer, batch_size)
         self._device = model.device
@@ -98,6 +99,7 @@ class GeoFactoryLM(TemplateLM):
                 for j, logprob, greedy in batch:
                     answers[share[j]] = (logprob, greedy)
                 bar.update(len(batch))
+        self.answered, self.requested = self.answered + len(share), self.requested + len(items)
         answers = self._everyone(answers)
         for i, (strings, _, _) in enumerate(requests):
             if strings is not None:
@@ -163,6 +165,7 @@ class GeoFactoryLM(TemplateLM):
                     max_new_tokens=max_gen_toks,
                     **kwargs,
                 )
+                self.answered, self.requested = self.answered + len(share), self.requested + len(members)
                 for i, text in self._everyone(dict(zip(share, texts))).items():
                     replies[i] = text
                     self.cache_hook.add_partial("generate_until", requests[i].args, text)
