@@ -236,30 +236,35 @@ def test_native_generate_batches_give_the_engines_replies(tmp_path, tiny_model) 
 
 
 def test_harness_task_during_training_logs_the_harness_score(tmp_path, tiny_model, cli_env, monkeypatch) -> None:
-    """`geobench_tasks: lm_eval:NAME` scores the training model every `geobench_eval_steps` and logs each metric;
-    at learning rate 0 the LoRA model is the base model, so the logged score is the harness's on it."""
+    """`geobench_tasks: lm_eval:NAME` scores the training model every `geobench_eval_steps` and logs each metric:
+    the harness's score of the adapter saved at that step. The harness seeds the random generators, and training
+    goes on as without the evaluation: with LoRA dropout, each step's loss is a plain run's."""
     work = workdir(tmp_path, tiny_model)
     shutil.copytree(TASKS, work / "lm_eval_tasks")
     config = yaml.safe_load(example("tiny/tiny_lora_pretrain.yaml").read_text())
     for key in ("val_size", "eval_strategy", "eval_steps", "eval_on_start", "per_device_eval_batch_size"):
         config.pop(key)
+    config.update(output_dir="plain", max_steps=4, save_steps=2, plot_loss=False, lora_dropout=0.2)
+    (work / "plain.yaml").write_text(yaml.safe_dump(config))
     config.update(
-        output_dir="out", max_steps=2, save_steps=100, plot_loss=False, learning_rate=0.0,
-        geobench_eval_steps=2, geobench_tasks="lm_eval:geo_rocks_letters",
+        output_dir="out", geobench_eval_steps=2, geobench_tasks="lm_eval:geo_rocks_letters",
         geobench_lm_eval_include_path="lm_eval_tasks", geobench_max_samples=LIMIT, geobench_seed=42,
     )  # fmt: skip
     (work / "train.yaml").write_text(yaml.safe_dump(config))
     run_cli("train", work / "train.yaml", cwd=work, env=cli_env)
+    run_cli("train", work / "plain.yaml", cwd=work, env=cli_env)
     logged = [row for row in read_trainer_log(work / "out") if "geobench_lm_eval_geo_rocks_letters_acc" in row]
-    assert [row["current_steps"] for row in logged] == [2]
+    assert [row["current_steps"] for row in logged] == [2, 4]
+    losses = {run: [row["loss"] for row in read_trainer_log(work / run) if "loss" in row] for run in ("out", "plain")}
+    assert len(losses["out"]) == 4 and losses["out"] == losses["plain"], losses
 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     monkeypatch.chdir(work)
     reference = simple_evaluate(
-        model="hf", model_args={"pretrained": str(tiny_model), "dtype": "float32"}, device="cpu",
-        tasks=["geo_rocks_letters"], limit=LIMIT, batch_size=1, bootstrap_iters=0,
+        model="hf", model_args={"pretrained": str(tiny_model), "peft": "out/checkpoint-2", "dtype": "float32"},
+        device="cpu", tasks=["geo_rocks_letters"], limit=LIMIT, batch_size=1, bootstrap_iters=0,
         task_manager=TaskManager(include_path="lm_eval_tasks", include_defaults=False),
         random_seed=42, numpy_random_seed=42, torch_random_seed=42, fewshot_random_seed=42,
     )  # fmt: skip

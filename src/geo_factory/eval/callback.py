@@ -14,6 +14,8 @@ requests are shared among the ranks too, unless the model is sharded (``GeoBench
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -158,11 +160,12 @@ class GeoBenchCallback(TrainerCallback):
             world=World() if sharded else world,
         )  # fmt: skip
         scores = {}
-        for name in self.plan.harness.names:
-            for task, summary in self.plan.harness.evaluate(name, lm, {"pretrained": "training"}).items():
-                for metric, value in summary["metrics"].items():
-                    if "_stderr" not in metric:
-                        scores[harness_key(task, metric)] = value
+        with _training_randomness_kept():
+            for name in self.plan.harness.names:
+                for task, summary in self.plan.harness.evaluate(name, lm, {"pretrained": "training"}).items():
+                    for metric, value in summary["metrics"].items():
+                        if "_stderr" not in metric:
+                            scores[harness_key(task, metric)] = value
         if world.size > 1:
             logger.info(
                 f"GeoBench: rank {world.rank} of {world.size} answered {lm.answered} of {lm.requested} lm_eval "
@@ -178,6 +181,24 @@ class GeoBenchCallback(TrainerCallback):
         return trainer.is_fsdp_enabled or (
             trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
         )
+
+
+@contextmanager
+def _training_randomness_kept() -> Iterator[None]:
+    """The harness seeds python's, numpy's and torch's generators for its few-shot draws and sampling; training goes
+    on from the state it had (dropout masks, anything else drawn), as if it had not been evaluated."""
+    import random
+
+    import numpy as np
+
+    state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []  # this rank's device only
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
 
 
 def harness_key(task: str, metric: str) -> str:
