@@ -189,10 +189,10 @@ def test_generated_answers_of_every_type(tmp_path, tiny_model, cli_env) -> None:
     # the judge said CORRECT to every answer it was shown, and saw the question, the reference and the answer
     judged = [p for p in by_task["essays"] if p["prediction"] is not None]
     assert all(p["correct"] and p["judge_attempts"] == 1 for p in judged)
-    assert len(server.requests) == len(judged)
-    for request, p in zip(server.requests, judged):
-        shown = request["messages"][-1]["content"]
-        assert p["gold"] in shown and p["prediction"] in shown and "Why do plates move" in shown
+    shown = [request["messages"][-1]["content"] for request in server.requests]  # asked concurrently: any order
+    assert len(shown) == len(judged)
+    for p in judged:
+        assert any(p["gold"] in text and p["prediction"] in text and "Why do plates move" in text for text in shown)
     # multiple choice keeps its schema: probabilities of the options, no reply
     assert all("probs" in p and "response" not in p for p in by_task["choice"])
     assert tasks["choice"]["eval_mode"] == "likelihood"
@@ -319,8 +319,9 @@ def test_hub_benchmarks_from_the_cache(tmp_path, tiny_model, cli_env, hub_cache)
     assert 0 <= free["rouge-l"] <= 100 and 0 <= free["bleu-4"] <= 100
     asked = [r["messages"][-1]["content"] for r in server.requests if "Answer A Start" in r["messages"][-1]["content"]]
     assert len(asked) == len(answered)
-    for text, p in zip(asked, answered):
-        assert f"**[Answer A Start]**\n{p['gold']}\n" in text and f"**[Answer B Start]**\n{p['prediction']}\n" in text
+    for p in answered:  # the judge is asked concurrently: its requests arrive in any order
+        reference, reply = f"**[Answer A Start]**\n{p['gold']}\n", f"**[Answer B Start]**\n{p['prediction']}\n"
+        assert any(reference in text and reply in text for text in asked), (p, asked)
 
     # ClimaQA: rows validated False left out of Gold's mcq and ffq; the judge's "B" is no verdict: a judge failure
     assert [p["gold"] for p in mine["climaqa_gold_mcq"]] == ["A", "A"]
