@@ -36,7 +36,9 @@ Symbols touched, and why (the whole list):
     Build a TSPT stage's token-share mixture, or ``mix_strategy: interleave_tokens``'s (:mod:`geo_factory.mixing`),
     instead of LLaMA-Factory's example-level merge.
 ``llamafactory.train.tuner.run_pt`` / ``run_sft``
-    Run the TSPT stages, and attach the in-training GeoBench callback.
+    Run the TSPT stages, and attach the in-training GeoBench callback; under torchrun, all ranks meet once the
+    workflow is done, before LLaMA-Factory destroys the process group (a rank tearing a gloo group down while
+    rank 0 still saved aborted).
 ``llamafactory.train.pt.trainer.CustomTrainer.__init__`` / ``llamafactory.train.sft.trainer.CustomSeq2SeqTrainer.__init__``
     Hand the built trainer to the GeoBench callback, which logs its metrics through ``Trainer.log`` (the one
     call that reaches the ``report_to`` integrations, which run before any user callback); give a mixture's
@@ -280,14 +282,27 @@ def _patch_tuner(tuner: ModuleType) -> None:
         if getattr(finetuning_args, "tspt", None) is not None:
             from .tspt import run_tspt
 
-            return run_tspt(run_pt, model_args, data_args, training_args, finetuning_args, callbacks)
-        return run_pt(model_args, data_args, training_args, finetuning_args, callbacks)
+            run_tspt(run_pt, model_args, data_args, training_args, finetuning_args, callbacks)
+        else:
+            run_pt(model_args, data_args, training_args, finetuning_args, callbacks)
+        _all_ranks_done()
 
     def geo_run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=None):
         callbacks = _with_geobench_callback(callbacks, model_args, data_args, finetuning_args)
-        return run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
+        run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks)
+        _all_ranks_done()
 
     tuner.run_pt, tuner.run_sft = geo_run_pt, geo_run_sft
+
+
+def _all_ranks_done() -> None:
+    """Every rank through the workflow (rank 0 saves the model, its state and plots after the others have finished)
+    before ``_training_function`` destroys the process group: a gloo rank tearing its group down while a peer
+    still runs aborted in CI ("terminate called without an active exception", SIGABRT) after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _bind_geobench_callback(trainer_cls: type) -> None:
