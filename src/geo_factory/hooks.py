@@ -37,8 +37,8 @@ Symbols touched, and why (the whole list):
     instead of LLaMA-Factory's example-level merge.
 ``llamafactory.train.tuner.run_pt`` / ``run_sft``
     Run the TSPT stages, and attach the in-training GeoBench callback; under torchrun, all ranks meet once the
-    workflow is done, before LLaMA-Factory destroys the process group (a rank tearing a gloo group down while
-    rank 0 still saved aborted).
+    workflow is done, and a rank LLaMA-Factory's launcher started then exits without tearing its process group
+    down (gloo's teardown aborted finished runs in CI).
 ``llamafactory.train.pt.trainer.CustomTrainer.__init__`` / ``llamafactory.train.sft.trainer.CustomSeq2SeqTrainer.__init__``
     Hand the built trainer to the GeoBench callback, which logs its metrics through ``Trainer.log`` (the one
     call that reaches the ``report_to`` integrations, which run before any user callback); give a mixture's
@@ -297,12 +297,28 @@ def _patch_tuner(tuner: ModuleType) -> None:
 
 def _all_ranks_done() -> None:
     """Every rank through the workflow (rank 0 saves the model, its state and plots after the others have finished)
-    before ``_training_function`` destroys the process group: a gloo rank tearing its group down while a peer
-    still runs aborted in CI ("terminate called without an active exception", SIGABRT) after a finished run."""
+    before any leaves. A process that LLaMA-Factory's launcher started under torchrun has nothing left to do but
+    destroy the process group, which is racy on gloo (two aborts in CI, SIGABRT after a finished run): it leaves
+    as an eval rank does (:func:`geo_factory.eval.distributed.leave`). Any other process (a script of the user's
+    own that calls ``run_exp``) keeps running after the barrier."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if _started_by_launcher():
+        from .eval.distributed import leave
+
+        leave()  # does not return
+    else:
         dist.barrier()
+
+
+def _started_by_launcher() -> bool:
+    """This process is ``llamafactory/launcher.py`` run by torchrun, whose work ends with ``run_exp``."""
+    import llamafactory.launcher
+
+    main = sys.argv[0] if sys.argv else ""
+    return os.path.isfile(main) and os.path.samefile(main, llamafactory.launcher.__file__)
 
 
 def _bind_geobench_callback(trainer_cls: type) -> None:

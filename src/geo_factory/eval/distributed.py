@@ -120,16 +120,19 @@ def leave() -> None:
     """Every rank together, then out at once, without the interpreter's teardown.
 
     Tearing a gloo group down is racy (pytorch/gloo#155: peers that destroy their contexts right after a barrier
-    can fail): in CI a rank once aborted (SIGABRT) after its results were written, while its peer was still
-    shutting down, and torchrun reported the run as failed. Past the barrier nothing is left to do (rank
-    0 wrote every file before it), so each process flushes its streams and exits: a peer's closing sockets can only
-    meet a process between the barrier and its exit, never one in the middle of tearing its group down.
+    can fail): in CI a rank aborted (SIGABRT) after its work was done, while its peer was still shutting down, and
+    torchrun reported the run as failed; in eval and, with a barrier before LLaMA-Factory's
+    ``destroy_process_group``, in training too. So each process runs its exit handlers first (``report_to``
+    integrations finish their runs there), meets the others, flushes its streams and exits: a peer's closing
+    sockets can only meet a process between the barrier and its exit, never one tearing its group down.
     """
+    import atexit
     import logging
 
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        atexit._run_exitfuncs()
         dist.barrier()
         logging.shutdown()
         sys.stdout.flush()
