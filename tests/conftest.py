@@ -81,6 +81,8 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         OMP_NUM_THREADS="1",
         CUDA_VISIBLE_DEVICES="",
         PYTHONUNBUFFERED="1",
+        # a process killed by a signal (a gloo teardown's SIGABRT under torchrun) prints each thread's Python stack
+        PYTHONFAULTHANDLER="1",
         # the key of the tests' judge endpoints (tests/openai_standin.py): in every run's environment, so that a
         # judged run forks from the warm server like any other (a variable of its own would make it execute afresh)
         GEO_FACTORY_TEST_JUDGE_KEY="judge-key-for-tests",
