@@ -2,7 +2,8 @@
 
 One ``llamafactory-cli webui`` on 127.0.0.1 serves the whole module, in a fresh working directory with the tiny
 model as a custom model path; the tests run in order on one page: the stage list and the registry datasets, a
-refused share sum, a TSPT run to the end, a token mixture in the pt and sft previews (refused in dpo), a GeoBench
+refused share sum, a TSPT run to the end, a token mixture in the pt and sft previews (refused in dpo), in-training harness tasks in the
+sft preview (a wrong name refused), a GeoBench
 evaluation with an lm-evaluation-harness task beside it. Chromium comes from the system packages (Debian
 ``chromium``; ``scripts/setup.sh`` installs it where it can) and Playwright drives it without downloading a browser.
 Screenshots go to the test's temporary folder and, when ``GEO_FACTORY_ARTIFACTS`` is set, there as well.
@@ -260,9 +261,44 @@ def test_token_mixture_in_the_yaml_of_pt_and_sft_refused_in_dpo(page) -> None:
             expect(preview).to_contain_text(line)
 
 
+def test_in_training_harness_tasks_in_the_yaml_and_a_wrong_name_refused(page, board) -> None:
+    """The Train tab takes `lm_eval:` tasks for the in-training evaluation, as the yaml key does; the preview parses
+    what would run, so an unknown name is the command's own one line (closest name included)."""
+    _, work = board
+    shutil.copytree(HARNESS_TASKS, work / "lm_eval_tasks", dirs_exist_ok=True)
+    output_dir = page.get_by_label("Output dir", exact=True)
+    output_dir.fill("harness_board")
+    output_dir.press("Enter")
+    _choose(page, page.get_by_label("Compute type", exact=True), "fp32")  # bf16 needs a GPU: the parser says so
+    _choose(page, page.get_by_label("Stage", exact=True), "Supervised Fine-Tuning")
+    page.wait_for_timeout(1000)  # the stage's own reply empties the dataset picker: let it land first
+    _pick(page.get_by_label("Dataset", exact=True).filter(visible=True).element_handle(), ["geosignal_demo"])
+    _choose(page, page.locator("#geo_mix_strategy input"), "concat")
+    page.locator("#geo_interleave_probs textarea").fill("")  # the mixture test's shares: concat takes none
+    page.get_by_text("GeoBench during training").click()
+    steps = page.locator("#geo_geobench_eval_steps input")
+    steps.fill("1")
+    steps.press("Enter")
+    page.locator("#geo_geobench_task_dir textarea").fill(str(FIXTURES / "k2"))
+    page.locator("#geo_geobench_lm_eval_include_path textarea").fill("lm_eval_tasks")
+    harness = page.locator("#geo_geobench_lm_eval textarea")
+    harness.fill("geo_rocks_mx")
+    page.get_by_role("button", name="Preview command").click()
+    message = "Unknown lm-evaluation-harness task `lm_eval:geo_rocks_mx` in `geobench_tasks`"
+    expect(page.get_by_text(message).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Did you mean: lm_eval:geo_rocks_mc").first).to_be_visible()
+
+    harness.fill("geo_rocks_mc")
+    page.get_by_role("button", name="Preview command").click()
+    preview = page.locator("code").filter(has_text="llamafactory-cli train").first
+    expect(preview).to_contain_text("--geobench_lm_eval_include_path lm_eval_tasks", timeout=60_000)
+    tasks = re.search(r"--geobench_tasks (\S+)", preview.inner_text()).group(1).split(",")
+    assert tasks[-1] == "lm_eval:geo_rocks_mc" and len(tasks) == 2, tasks  # after the picked suite
+
+
 def test_geobench_panel_runs_the_eval_and_shows_results(page, board) -> None:
     _, work = board
-    shutil.copytree(HARNESS_TASKS, work / "lm_eval_tasks")
+    shutil.copytree(HARNESS_TASKS, work / "lm_eval_tasks", dirs_exist_ok=True)
     page.get_by_role("tab", name="Evaluate & Predict").click()
     expect(page.get_by_text("GeoBench and general benchmarks (llamafactory-cli eval)")).to_be_visible()
     tasks = page.locator("#geo_bench_task input")  # the newer benchmarks and their generated-answer protocols

@@ -222,7 +222,8 @@ def parse_train_args(parse_train_args: Callable, runner: Runner, data: dict) -> 
         args["interleave_probs"] = _text(get("train.interleave_probs"))
     if get("train.geobench_eval_steps"):
         args["geobench_eval_steps"] = int(get("train.geobench_eval_steps"))
-        args["geobench_tasks"] = ",".join(get("train.geobench_tasks")) or None
+        args["geobench_tasks"] = ",".join(_tasks(get("train.geobench_tasks"), get("train.geobench_lm_eval"))) or None
+        args["geobench_lm_eval_include_path"] = _text(get("train.geobench_lm_eval_include_path"))
         args["geobench_task_dir"] = _text(get("train.geobench_task_dir"))
         args["geobench_n_shot"] = int(get("train.geobench_n_shot"))
         args["geobench_max_samples"] = _whole(get("train.geobench_max_samples"))
@@ -284,19 +285,21 @@ def create_train_tab(create_train_tab: Callable, engine: Engine) -> dict[str, Co
             tspt["tspt_vocab_size"] = gr.Textbox(scale=1)
             tspt["tspt_vocab_init"] = gr.Dropdown(choices=["prepared", "mean", "random"], value="prepared", scale=1)
 
-    with gr.Accordion(open=False) as geobench_tab, gr.Row():
+    with gr.Accordion(open=False) as geobench_tab:
         objective = [name for name, task in TASKS.items() if task.objective and task.kind != "answer"]  # likelihood
         suites = [name for name, members in SUITES.items() if all(m in objective for m in members)]
-        geobench = {
-            "geobench_tab": geobench_tab,
-            "geobench_eval_steps": gr.Number(value=0, precision=0, minimum=0),
-            "geobench_tasks": gr.Dropdown(
+        geobench = {"geobench_tab": geobench_tab}
+        with gr.Row():
+            geobench["geobench_eval_steps"] = gr.Number(value=0, precision=0, minimum=0)
+            geobench["geobench_tasks"] = gr.Dropdown(
                 choices=_task_choices([*suites, *objective]), value=suites[:1], multiselect=True, scale=2
-            ),
-            "geobench_task_dir": gr.Textbox(scale=2),
-            "geobench_n_shot": gr.Slider(minimum=0, maximum=25, value=5, step=1),
-            "geobench_max_samples": gr.Textbox(),
-        }
+            )
+            geobench["geobench_task_dir"] = gr.Textbox(scale=2)
+            geobench["geobench_n_shot"] = gr.Slider(minimum=0, maximum=25, value=5, step=1)
+            geobench["geobench_max_samples"] = gr.Textbox()
+        with gr.Row():  # as the eval panel's: names, each run as lm_eval:NAME, and the user's own task folder
+            geobench["geobench_lm_eval"] = gr.Textbox(scale=3)
+            geobench["geobench_lm_eval_include_path"] = gr.Textbox(scale=2)
 
     ours = _with_ids({**mix, **tspt, **geobench})
     inputs = {elem for name, elem in ours.items() if not name.endswith(("_tab", "_row"))}
@@ -467,7 +470,7 @@ class BenchRunner:
             "cache_dir": load_config().get("cache_dir"),
             "template": get("top.template"),
             "finetuning_type": finetuning_type,
-            "task": ",".join(_tasks(get)),
+            "task": ",".join(_tasks(get("eval.bench_task"), get("eval.bench_lm_eval"))),
             "task_dir": _text(get("eval.bench_task_dir")),
             "lm_eval_include_path": _text(get("eval.bench_lm_eval_include_path")),
             "eval_mode": get("eval.bench_mode"),
@@ -496,7 +499,7 @@ class BenchRunner:
             return ALERTS["err_conflict"][lang]
         if not self._get(data, "top.model_path"):
             return ALERTS["err_no_path"][lang]
-        if not _tasks(lambda elem_id: self._get(data, elem_id)):
+        if not _tasks(self._get(data, "eval.bench_task"), self._get(data, "eval.bench_lm_eval")):
             return LOCALES["bench_task"].get(lang, LOCALES["bench_task"]["en"])["info"]
         if not _text(self._get(data, "eval.bench_save_dir")):
             return ALERTS["err_no_output_dir"][lang]
@@ -566,12 +569,9 @@ class BenchRunner:
             }
 
 
-def _tasks(get: Callable[[str], Any]) -> list[str]:
+def _tasks(picked: list[str], harness: str | None) -> list[str]:
     """The picked tasks, then the harness's names as ``lm_eval:NAME`` (the command checks them)."""
-    return [
-        *get("eval.bench_task"),
-        *(PREFIX + name.removeprefix(PREFIX) for name in split(get("eval.bench_lm_eval"))),
-    ]
+    return [*picked, *(PREFIX + name.removeprefix(PREFIX) for name in split(harness))]
 
 
 def _drain(stream, chunks: list[bytes]) -> None:
@@ -681,6 +681,26 @@ LOCALES: dict[str, dict[str, dict[str, str]]] = {
     "geobench_max_samples": {
         "en": {"label": "Questions per task", "info": "A random subset by seed; empty: all."},
         "zh": {"label": "每个任务的题数", "info": "按随机种子抽取子集；留空：全部。"},
+    },
+    "geobench_lm_eval": {
+        "en": {
+            "label": "lm-evaluation-harness tasks",
+            "info": "Task and group names, comma-separated; each is scored as lm_eval:NAME. Logs geobench_lm_eval_NAME_METRIC.",
+        },
+        "zh": {
+            "label": "lm-evaluation-harness 任务",
+            "info": "任务或任务组名称，逗号分隔；每个按 lm_eval:NAME 评测。记录 geobench_lm_eval_NAME_METRIC。",
+        },
+    },
+    "geobench_lm_eval_include_path": {
+        "en": {
+            "label": "Harness task folder",
+            "info": "Your own task yamls (geobench_lm_eval_include_path); empty: none.",
+        },
+        "zh": {
+            "label": "Harness 任务目录",
+            "info": "自定义任务 yaml（geobench_lm_eval_include_path）；留空：不使用。",
+        },
     },
     "bench_tab": {
         "en": {"label": "GeoBench and general benchmarks (llamafactory-cli eval)"},
