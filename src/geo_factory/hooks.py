@@ -314,11 +314,12 @@ def _all_ranks_done() -> None:
 
 
 def _started_by_launcher() -> bool:
-    """This process is ``llamafactory/launcher.py`` run by torchrun, whose work ends with ``run_exp``."""
-    import llamafactory.launcher
+    """This process is ``llamafactory/launcher.py`` run by torchrun, whose work ends with ``run_exp`` (located, not
+    imported: a second copy of the script as a module would only be patched for nothing)."""
+    from importlib.util import find_spec
 
-    main = sys.argv[0] if sys.argv else ""
-    return os.path.isfile(main) and os.path.samefile(main, llamafactory.launcher.__file__)
+    main, launcher = sys.argv[0] if sys.argv else "", find_spec("llamafactory.launcher").origin
+    return os.path.isfile(main) and os.path.samefile(main, launcher)
 
 
 def _bind_geobench_callback(trainer_cls: type) -> None:

@@ -625,6 +625,21 @@ def _stage_labels(stage: int) -> dict[str, dict[str, dict[str, str]]]:
     }
 
 
+def _harness_labels(prefix: str, include_key: str, en: str, zh: str) -> dict[str, dict[str, dict[str, str]]]:
+    """The harness boxes of the eval panel and of the Train tab: task names (``en`` / ``zh``: what becomes of each)
+    and their folder (``include_key``, the yaml key it fills)."""
+    return {
+        f"{prefix}lm_eval": {
+            "en": {"label": "lm-evaluation-harness tasks", "info": f"Task and group names, comma-separated; {en}"},
+            "zh": {"label": "lm-evaluation-harness 任务", "info": f"任务或任务组名称，逗号分隔；{zh}"},
+        },
+        f"{prefix}lm_eval_include_path": {
+            "en": {"label": "Harness task folder", "info": f"Your own task yamls ({include_key}); empty: none."},
+            "zh": {"label": "Harness 任务目录", "info": f"自定义任务 yaml（{include_key}）；留空：不使用。"},
+        },
+    }
+
+
 LOCALES: dict[str, dict[str, dict[str, str]]] = {
     "mix_strategy": {
         "en": {"label": "Dataset mixing", "info": f"{TOKEN_MIX}: shares of the trained tokens (pt, sft)."},
@@ -682,26 +697,12 @@ LOCALES: dict[str, dict[str, dict[str, str]]] = {
         "en": {"label": "Questions per task", "info": "A random subset by seed; empty: all."},
         "zh": {"label": "每个任务的题数", "info": "按随机种子抽取子集；留空：全部。"},
     },
-    "geobench_lm_eval": {
-        "en": {
-            "label": "lm-evaluation-harness tasks",
-            "info": "Task and group names, comma-separated; each is scored as lm_eval:NAME. Logs geobench_lm_eval_NAME_METRIC.",
-        },
-        "zh": {
-            "label": "lm-evaluation-harness 任务",
-            "info": "任务或任务组名称，逗号分隔；每个按 lm_eval:NAME 评测。记录 geobench_lm_eval_NAME_METRIC。",
-        },
-    },
-    "geobench_lm_eval_include_path": {
-        "en": {
-            "label": "Harness task folder",
-            "info": "Your own task yamls (geobench_lm_eval_include_path); empty: none.",
-        },
-        "zh": {
-            "label": "Harness 任务目录",
-            "info": "自定义任务 yaml（geobench_lm_eval_include_path）；留空：不使用。",
-        },
-    },
+    **_harness_labels(
+        "geobench_",
+        "geobench_lm_eval_include_path",
+        "each is scored as lm_eval:NAME. Logs geobench_lm_eval_NAME_METRIC.",
+        "每个按 lm_eval:NAME 评测。记录 geobench_lm_eval_NAME_METRIC。",
+    ),
     "bench_tab": {
         "en": {"label": "GeoBench and general benchmarks (llamafactory-cli eval)"},
         "zh": {"label": "GeoBench 与通用评测（llamafactory-cli eval）"},
@@ -725,20 +726,12 @@ LOCALES: dict[str, dict[str, dict[str, str]]] = {
         "en": {"label": "Prompt language"},
         "zh": {"label": "提示语言"},
     },
-    "bench_lm_eval": {
-        "en": {
-            "label": "lm-evaluation-harness tasks",
-            "info": "Task and group names, comma-separated; each runs as lm_eval:NAME with the settings below.",
-        },
-        "zh": {
-            "label": "lm-evaluation-harness 任务",
-            "info": "任务或任务组名称，逗号分隔；每个按 lm_eval:NAME 运行。",
-        },
-    },
-    "bench_lm_eval_include_path": {
-        "en": {"label": "Harness task folder", "info": "Your own task yamls (lm_eval_include_path); empty: none."},
-        "zh": {"label": "Harness 任务目录", "info": "自定义任务 yaml（lm_eval_include_path）；留空：不使用。"},
-    },
+    **_harness_labels(
+        "bench_",
+        "lm_eval_include_path",
+        "each runs as lm_eval:NAME with the settings below.",
+        "每个按 lm_eval:NAME 运行。",
+    ),
     "bench_judge_api_base": {
         "en": {"label": "Judge endpoint", "info": "OpenAI-compatible URL for free-form answers; key: OPENAI_API_KEY."},
         "zh": {"label": "评审模型地址", "info": "兼容 OpenAI 的 URL，用于自由作答；密钥：OPENAI_API_KEY。"},
